@@ -1,0 +1,189 @@
+"""The public verbs: ``pretrain`` and ``evaluate`` (the CLI calls exactly these)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from selfsight.backbones import BackboneConfig, check_backbone_name, load_backbone
+from selfsight.data import ImageSet, load_images
+from selfsight.data.folder import write_skipped_report
+from selfsight.eval import extract_features, knn_accuracy, linear_probe
+from selfsight.methods import get_method
+from selfsight.methods.base import config_from_dict
+from selfsight.train.fit import TrainConfig, fit
+from selfsight.views.pipeline import default_stats
+
+FASHION_MNIST = "fashion-mnist"
+KNN_MONITOR_SIZE = 10_000
+
+
+def parse_value(text: str) -> Any:
+    """'0.1' -> 0.1, '32,64' -> (32, 64), 'true' -> True, anything else stays a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def backbone_config(name: str, channels: int, image_size: int,
+                    options: dict[str, Any] | None) -> BackboneConfig:
+    """BackboneConfig fields from ``options`` where they match, every other key a timm kwarg."""
+    check_backbone_name(name)
+    own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"}
+    options = dict(options or {})
+    mine = {k: v for k, v in options.items() if k in own}
+    timm_kwargs = {k: v for k, v in options.items() if k not in own}
+    mean, std = default_stats(channels)
+    return BackboneConfig(name=name, in_chans=channels, image_size=image_size, mean=mean, std=std,
+                          model_kwargs=timm_kwargs, **mine)
+
+
+def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
+              seed: int) -> tuple[ImageSet, ImageSet] | None:
+    if train.labels is None:
+        return None
+    try:
+        test = load_images(data, split="test", size=size, channels=channels)
+    except (ValueError, FileNotFoundError):
+        return None
+    rng = np.random.default_rng(seed)
+    bank = rng.permutation(len(train))[:KNN_MONITOR_SIZE]
+    queries = rng.permutation(len(test))[:KNN_MONITOR_SIZE]
+    return train.subset(np.sort(bank)), test.subset(np.sort(queries))
+
+
+def pretrain(
+    data: Any = FASHION_MNIST,
+    method: str = "simclr",
+    backbone: str = "resnet18",
+    out: str | Path | None = None,
+    epochs: int = 100,
+    batch_size: int = 256,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+    resume: bool = False,
+    **train_options: Any,
+) -> Path:
+    """Pretrain ``backbone`` with ``method`` on unlabeled images; returns the run folder.
+
+    ``data``: "fashion-mnist", an image folder, or an array/tensor of images. ``options`` override
+    the method's Config, ``backbone_options`` the BackboneConfig or timm kwargs, and
+    ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
+    """
+    method_cls = get_method(method)
+    method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options")
+    train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
+                                               **train_options}, "training options")
+    images = load_images(data, split="train", size=image_size, channels=channels)
+    size = image_size or images.size[0]
+    backbone_cfg = backbone_config(backbone, images.channels, size, backbone_options)
+    run_dir = Path(out or f"runs/{method}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_skipped_report(images, run_dir)
+    model = method_cls(backbone=backbone_cfg, config=method_cfg,
+                       views=method_cls.default_views(size), batch_size=train_cfg.batch_size,
+                       seed=train_cfg.seed, time_budget=train_cfg.time_budget)
+    knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
+        if train_cfg.knn_every else None
+    resolved = {"data": data if isinstance(data, str) else images.name,
+                "num_images": len(images), "skipped_files": len(images.skipped),
+                "backbone": asdict(backbone_cfg), "train": asdict(train_cfg),
+                **model.describe(), "torch": str(torch.__version__)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
+    trainer = fit(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
+    if trainer.is_global_zero:
+        model.backbone.save(run_dir)
+    return run_dir
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the YAML is plain and safe_load-able."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_eval_sets(data: Any, size: int, channels: int,
+                   labels: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) labelled sets: Fashion-MNIST's splits, a folder's train/ and test/, or a
+    single labelled folder split 80/20, stratified, with a fixed seed."""
+    try:
+        train = load_images(data, split="train", size=size, channels=channels, labels=labels)
+        test = load_images(data, split="test", size=size, channels=channels, labels=labels)
+    except ValueError:
+        from sklearn.model_selection import train_test_split
+
+        both = load_images(data, split="train", size=size, channels=channels, labels=labels)
+        if both.labels is None:
+            raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
+                             "file,label) to evaluate with") from None
+        train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
+                                               stratify=both.labels, random_state=0)
+        return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
+    if train.labels is None or test.labels is None:
+        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
+    return train, test
+
+
+def evaluate(
+    run: str | Path,
+    data: Any = FASHION_MNIST,
+    labels: str | Path | None = None,
+    ks: tuple[int, ...] = (20, 200),
+    temperature: float = 0.1,
+    linear: bool = True,
+    pixels: bool = True,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """kNN (and linear probe) of a run's frozen backbone; written to RUN/eval/<data>.json."""
+    run = Path(run)
+    backbone = load_backbone(run)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = backbone.config
+    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
+    started = time.perf_counter()
+    train_f = extract_features(backbone, train.images, device=device, progress=progress)
+    test_f = extract_features(backbone, test.images, device=device, progress=progress)
+    y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
+    result: dict[str, Any] = {"run": str(run), "data": str(data), "train_images": len(train),
+                              "test_images": len(test), "backbone": cfg.name, "temperature":
+                              temperature, **knn_accuracy(train_f, y_train, test_f, y_test, ks,
+                                                          temperature)}
+    if linear:
+        result.update(linear_probe(train_f, y_train, test_f, y_test))
+        result["linear_probe"] = "standardised features, softmax, full-batch L-BFGS, wd 1e-5"
+    if pixels:
+        result.update({f"pixels_{k}": v for k, v in pixel_knn(train, test, ks, temperature).items()})
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    name = FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+    (run / "eval").mkdir(exist_ok=True)
+    (run / "eval" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def pixel_knn(train: ImageSet, test: ImageSet, ks: tuple[int, ...] = (20, 200),
+              temperature: float = 0.1) -> dict[str, float]:
+    """The raw-pixel baseline: the same weighted cosine kNN on flattened pixels."""
+    def flat(s: ImageSet) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(s.images, dtype=np.float32).reshape(len(s), -1))
+        return torch.nn.functional.normalize(x, dim=1)
+
+    return knn_accuracy(flat(train), torch.as_tensor(train.labels), flat(test),
+                        torch.as_tensor(test.labels), ks, temperature)

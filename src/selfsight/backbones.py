@@ -1,0 +1,178 @@
+"""Backbones: any timm model by name, adapted to the data, with one ``features()`` interface.
+
+Small inputs (<= 64 px) get the CIFAR-style stem of He et al. (2016, sec. 4.2): a 3x3 stride-1
+first convolution and no max-pool, so a 28-px image is not reduced to 7 px before the first stage.
+ViTs get their image and patch size from the data (Dosovitskiy et al., 2021).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+SMALL_IMAGE = 64
+
+# Names we test and recommend; any other timm name works too.
+RECOMMENDED = {
+    "resnet18": "ResNet-18 (He et al., 2016): the CPU default, 11 M parameters",
+    "resnet50": "ResNet-50 (He et al., 2016): the standard SSL benchmark backbone",
+    "vit_tiny_patch16_224": "ViT-Tiny (Dosovitskiy et al., 2021): tokens for DINO/MAE",
+    "vit_small_patch16_224": "ViT-Small: the DINO reference backbone",
+    "convnext_atto": "ConvNeXt-Atto (Liu et al., 2022): a small modern CNN",
+}
+
+
+@dataclass
+class BackboneConfig:
+    """Everything needed to rebuild the feature extractor, saved beside its weights."""
+
+    name: str = "resnet18"
+    in_chans: int = 3
+    image_size: int = 224
+    small_stem: bool | None = None  # None: automatic, on for image_size <= 64
+    stem_stride: int = 1
+    patch_size: int | None = None  # ViT only; None: chosen from image_size
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    @property
+    def uses_small_stem(self) -> bool:
+        return self.image_size <= SMALL_IMAGE if self.small_stem is None else self.small_stem
+
+
+def list_backbones() -> dict[str, str]:
+    return dict(RECOMMENDED)
+
+
+def check_backbone_name(name: str) -> None:
+    if name in RECOMMENDED or timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
+    raise ValueError(
+        f"unknown backbone '{name}'. Recommended: {', '.join(RECOMMENDED)}; "
+        f"any timm name works{'; did you mean: ' + ', '.join(close) if close else ''}"
+    )
+
+
+def _is_vit(name: str) -> bool:
+    return name.startswith(("vit_", "deit", "eva", "beit"))
+
+
+def _vit_patch_size(image_size: int) -> int:
+    patch = 4 if image_size <= 32 else 8 if image_size <= SMALL_IMAGE else 16
+    if image_size % patch:
+        raise ValueError(f"ViT image size {image_size} is not a multiple of patch size {patch}")
+    return patch
+
+
+def _small_stem(model: nn.Module, in_chans: int, stride: int) -> None:
+    """Replace the first convolution by 3x3/``stride`` and drop the stem max-pool, in place."""
+    first = model.pretrained_cfg.get("first_conv", "conv1")
+    if isinstance(first, (list, tuple)):
+        first = first[0]
+    parent_name, _, leaf = first.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, leaf)
+    if not isinstance(old, nn.Conv2d):
+        raise ValueError(f"cannot fit a small-image stem to {type(model).__name__} ({first})")
+    setattr(parent, leaf, nn.Conv2d(in_chans, old.out_channels, 3, stride, 1,
+                                    bias=old.bias is not None))
+    for pool_name in ("maxpool", "stem_pool"):
+        if isinstance(getattr(model, pool_name, None), nn.MaxPool2d):
+            setattr(model, pool_name, nn.Identity())
+
+
+def create_timm_model(cfg: BackboneConfig) -> nn.Module:
+    check_backbone_name(cfg.name)
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, **cfg.model_kwargs}
+    if _is_vit(cfg.name):
+        kwargs.setdefault("img_size", cfg.image_size)
+        kwargs.setdefault("patch_size", cfg.patch_size or (
+            _vit_patch_size(cfg.image_size) if cfg.image_size <= SMALL_IMAGE else None))
+        if kwargs["patch_size"] is None:
+            del kwargs["patch_size"]
+        return timm.create_model(cfg.name, pretrained=False, **kwargs)
+    model = timm.create_model(cfg.name, pretrained=False, **kwargs)
+    if cfg.uses_small_stem:
+        _small_stem(model, cfg.in_chans, cfg.stem_stride)
+    return model
+
+
+class Backbone(nn.Module):
+    """A timm model without classifier: ``forward(x) -> (B, D)`` pooled features."""
+
+    def __init__(self, config: BackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = create_timm_model(config)
+        self.dim: int = int(self.model.num_features)
+        self.num_prefix_tokens: int = int(getattr(self.model, "num_prefix_tokens", 0))
+
+    @property
+    def is_vit(self) -> bool:
+        return hasattr(self.model, "patch_embed")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+    def features(
+        self, x: torch.Tensor, tokens: bool = False, levels: list[int] | int | None = None
+    ) -> dict[str, Any]:
+        """Pooled features (B, D); optionally the last feature map / ViT patch tokens as a grid
+        (B, D, h, w); optionally intermediate levels (list of (B, C, h, w)) from timm's
+        ``forward_intermediates`` (index or list of block/stage indices; -1 is the last)."""
+        out: dict[str, Any] = {}
+        last = self.model.forward_features(x)
+        out["pooled"] = self.model.forward_head(last, pre_logits=True)  # (B, D)
+        if tokens:
+            out["tokens"] = self._grid(last)
+        if levels is not None:
+            out["levels"] = self.model.forward_intermediates(
+                x, indices=levels, intermediates_only=True)
+        return out
+
+    def _grid(self, last: torch.Tensor) -> torch.Tensor:
+        if last.ndim == 4:  # CNN map (B, C, h, w)
+            return last
+        patches = last[:, self.num_prefix_tokens:]  # (B, N, D)
+        h, w = self.model.patch_embed.grid_size
+        return patches.transpose(1, 2).reshape(last.shape[0], -1, h, w)  # (B, D, h, w)
+
+    def level_dims(self) -> list[int]:
+        """Channels of each stage/block that ``features(levels=...)`` can return."""
+        return [int(info["num_chs"]) for info in self.model.feature_info]
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / "backbone.safetensors"))
+        (directory / "backbone.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+
+def load_backbone(directory: str | Path) -> Backbone:
+    """Rebuild a backbone from ``backbone.json`` + ``backbone.safetensors`` (no pickle, no
+    method code)."""
+    directory = Path(directory)
+    config_file, weights_file = directory / "backbone.json", directory / "backbone.safetensors"
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found: is {directory} a selfsight run folder?")
+    raw = json.loads(config_file.read_text())
+    valid = set(BackboneConfig.__dataclass_fields__)
+    unknown = set(raw) - valid
+    if unknown:
+        raise ValueError(f"{config_file}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
+    raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
+    backbone = Backbone(BackboneConfig(**raw))
+    backbone.load_state_dict(load_file(str(weights_file)))
+    return backbone.eval()

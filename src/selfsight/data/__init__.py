@@ -1,0 +1,105 @@
+"""Image sources: Fashion-MNIST IDX files, folders of image files, in-memory arrays.
+
+Every source returns an :class:`ImageSet`; :func:`load_images` picks the source from ``data``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .arrays import convert_channels, from_arrays, is_tensor
+from .fashion_mnist import load_fashion_mnist
+from .folder import load_folder, write_skipped_report
+from .imageset import ImageSet
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ImageSet",
+    "from_arrays",
+    "load_fashion_mnist",
+    "load_folder",
+    "load_images",
+    "write_skipped_report",
+]
+
+FASHION_MNIST = "fashion-mnist"
+DEFAULT_FOLDER_SIZE = 64
+_SPLITS = ("train", "test")
+_ACCEPTED = (
+    "'fashion-mnist', 'fashion-mnist:/dir/with/idx/files', a path to an existing image "
+    "folder, or a numpy array / torch tensor of images"
+)
+
+
+def load_images(
+    data: str | os.PathLike[str] | np.ndarray | torch.Tensor,
+    split: str = "train",
+    size: int | None = None,
+    channels: int | None = None,
+    cache_dir: str | Path | None = None,
+    labels: str | Path | np.ndarray | torch.Tensor | None = None,
+) -> ImageSet:
+    """Load ``data`` from whichever source it names.
+
+    ``size`` applies to folders only (default 64); Fashion-MNIST and arrays keep their native
+    size. ``channels`` (1 or 3) converts any source; None keeps (or, for folders, detects) it.
+    ``labels`` is a CSV path for folders and an integer array for arrays. ``split`` picks the
+    Fashion-MNIST split, or ``root/train`` / ``root/test`` of a folder that has both; arrays
+    ignore it.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+    if isinstance(data, np.ndarray) or is_tensor(data):
+        return _with_channels(from_arrays(data, labels=labels), channels)
+    if isinstance(data, str) and (data == FASHION_MNIST or data.startswith(FASHION_MNIST + ":")):
+        root = data[len(FASHION_MNIST) + 1 :] or None
+        return _with_channels(load_fashion_mnist(split, root=root), channels)
+    if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
+        return load_folder(
+            _folder_for_split(Path(data).expanduser(), split),
+            size=DEFAULT_FOLDER_SIZE if size is None else size,
+            channels=channels,
+            cache_dir=cache_dir,
+            labels=_csv_path(labels),
+        )
+    raise ValueError(f"cannot load images from {_describe(data)}; accepted: {_ACCEPTED}")
+
+
+def _folder_for_split(root: Path, split: str) -> Path:
+    """``root/split`` when the folder is pre-split; the whole folder serves only as "train"."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return root / split
+    if split == "test":
+        raise ValueError(
+            f"folder {root} has no train/ and test/ sub-folders, so there is no test split; "
+            "load it as split='train'"
+        )
+    return root
+
+
+def _csv_path(labels: Any) -> str | Path | None:
+    if labels is None or isinstance(labels, (str, os.PathLike)):
+        return labels
+    raise ValueError(
+        f"labels for a folder must be a CSV path, got {type(labels).__name__}"
+    )
+
+
+def _with_channels(imageset: ImageSet, channels: int | None) -> ImageSet:
+    if channels is None or channels == imageset.channels:
+        return imageset
+    # replace() re-runs ImageSet's validation and leaves cached source arrays untouched.
+    return dataclasses.replace(imageset, images=convert_channels(imageset.images, channels))
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, (str, os.PathLike)):
+        return f"{str(data)!r} (not an existing directory)"
+    return f"a {type(data).__name__}"

@@ -1,0 +1,50 @@
+"""Frozen features for evaluation: pooled backbone output, L2-normalised (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from selfsight.backbones import Backbone
+
+
+def preprocess(images: torch.Tensor, backbone: Backbone) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> the float input the backbone was trained on: resized to its image
+    size and normalised with its statistics. No augmentation."""
+    cfg = backbone.config
+    x = images.float().div_(255)
+    if x.shape[-2:] != (cfg.image_size, cfg.image_size):
+        x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                          antialias=True, align_corners=False)
+    mean = x.new_tensor(cfg.mean).view(1, -1, 1, 1)
+    std = x.new_tensor(cfg.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Backbone,
+    images: np.ndarray,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    normalize: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, D) float32 features on the CPU."""
+    device = torch.device(device or next(backbone.parameters()).device)
+    was_training = backbone.training
+    backbone.eval().to(device)
+    use_bf16 = device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available())
+    chunks = []
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        x = preprocess(batch.permute(0, 3, 1, 2).to(device), backbone)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            feats = backbone(x).float()  # (B, D)
+        chunks.append(F.normalize(feats, dim=1) if normalize else feats)
+    backbone.train(was_training)
+    return torch.cat(chunks).cpu()

@@ -1,0 +1,205 @@
+"""The base every method stands on (in the spirit of solo-learn's BaseMethod, kept short).
+
+It owns what methods share: the backbone, device-side views drawn from a per-step seed, the
+optimizer with weight-decay exclusions, warm-up + cosine learning rate, the EMA momentum schedule
+and logging. A method adds its heads in ``__init__``, says which views it wants, and computes its
+loss; that is one short file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from timm.optim import Lars
+from torch import nn
+
+from selfsight.backbones import Backbone, BackboneConfig
+from selfsight.nn.distributed import rank, world_size
+from selfsight.nn.ema import ema_update
+from selfsight.nn.schedules import cosine, warmup_cosine
+from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline
+
+OPTIMIZERS = ("sgd", "lars", "adamw")
+
+
+@dataclass
+class MethodConfig:
+    """Optimisation settings every method has; a method's Config subclasses this."""
+
+    optimizer: str = "lars"
+    lr: float = 0.3  # per 256 images of global batch, scaled linearly (Goyal et al., 2017)
+    weight_decay: float = 1e-6
+    momentum: float = 0.9  # SGD/LARS momentum
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+    warmup: float = 0.05  # fraction of training spent warming up
+    final_lr_ratio: float = 0.0
+    ema_momentum: float = 0.99  # start of the cosine schedule towards 1.0 (BYOL)
+    ema_momentum_end: float = 1.0
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build a config dataclass, failing on unknown keys with the list of valid ones."""
+    valid = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
+    converted = {}
+    for key, value in values.items():
+        default = getattr(cls(), key)
+        converted[key] = _coerce(value, default, f"{where}.{key}")
+    return cls(**converted)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            return type(default)(value) if not isinstance(default, int) else int(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(default, tuple):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
+    return value
+
+
+class Method(L.LightningModule):
+    """Base class: subclasses set ``name``, ``description``, ``Config`` and implement
+    ``compute_loss``; optionally ``default_views`` and ``ema_pairs``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        config: MethodConfig | None = None,
+        views: MultiViewConfig | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+        time_budget: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or self.Config()
+        self.backbone = Backbone(backbone)
+        self.views = ViewPipeline(views or self.default_views(backbone.image_size),
+                                  backbone.mean, backbone.std)
+        self.batch_size = batch_size  # global, across processes
+        self.seed = seed
+        self.time_budget = time_budget
+        self.elapsed_before = 0.0  # seconds trained before a resume
+        self._fit_started = time.monotonic()
+
+    # ----- what a method provides -------------------------------------------------------------
+    @classmethod
+    def default_views(cls, size: int) -> MultiViewConfig:
+        from selfsight.views.presets import simclr_views
+
+        return simclr_views(size)
+
+    def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs the base updates by EMA after each step."""
+        return []
+
+    # ----- progress and schedules -------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._fit_started
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done in [0, 1]: by wall clock under a time budget, else by step."""
+        if self.time_budget:
+            return min(self.elapsed / self.time_budget, 1.0)
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else 1
+        return min(self.global_step / total, 1.0)
+
+    @property
+    def ema_momentum(self) -> float:
+        return cosine(self.progress, self.config.ema_momentum, self.config.ema_momentum_end)
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["selfsight"] = {"elapsed": self.elapsed}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.elapsed_before = float(checkpoint.get("selfsight", {}).get("elapsed", 0.0))
+
+    # ----- training step ----------------------------------------------------------------------
+    def step_generator(self) -> torch.Generator:
+        """Views of step s on process r come from seed (seed, s, r): resumable and reproducible."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed((self.seed * 1_000_003 + self.global_step) * 4099 + rank())
+        return gen
+
+    def make_views(self, images: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+            views = self.views(images, self.step_generator())
+        return [v.contiguous(memory_format=torch.channels_last) for v in views]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        views = self.make_views(batch["image"])
+        loss, logs = self.compute_loss(views)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.name}: non-finite loss {loss.item()} at step "
+                                     f"{self.global_step}; lower the learning rate?")
+        self.log("loss", loss.detach(), prog_bar=True)
+        for key, value in logs.items():
+            self.log(key, value)
+        return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        lr_scale = warmup_cosine(self.progress, 1.0, self.config.warmup, self.config.final_lr_ratio)
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
+        self.log("lr", self.optimizers().optimizer.param_groups[0]["lr"])
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        momentum = self.ema_momentum
+        for online, target in self.ema_pairs():
+            ema_update(target, online, momentum)
+
+    # ----- optimizer --------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{cfg.optimizer}'; valid: {list(OPTIMIZERS)}")
+        lr = cfg.lr * self.batch_size / 256
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                # Norm weights and biases are 1-d: no weight decay, no LARS adaptation.
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay, "base_lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "base_lr": lr},
+        ]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=lr, betas=cfg.betas)
+        return Lars(groups, lr=lr, momentum=cfg.momentum)
+
+    # ----- description ------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "config": asdict(self.config),
+                "views": self.views.config.to_dict(), "world_size": world_size()}
+
+
+
+__all__ = ["OPTIMIZERS", "Method", "MethodConfig", "ViewConfig", "config_from_dict"]

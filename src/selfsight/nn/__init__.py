@@ -1,0 +1,1 @@
+"""Plain PyTorch building blocks shared by methods: heads, EMA, gathering, schedules."""

@@ -1,0 +1,1 @@
+"""Lightning wiring: data loading by global step, callbacks, atomic checkpoints, ``fit``."""

@@ -1,0 +1,98 @@
+"""``fit``: one Lightning run of a method on an ImageSet, on CPU, GPUs or nodes, resumable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from selfsight.data import ImageSet
+from selfsight.methods import Method
+from selfsight.train.callbacks import (
+    KnnMonitor,
+    MetricsLog,
+    PeriodicCheckpoint,
+    ProgressBar,
+    Throughput,
+    TimeBudget,
+)
+from selfsight.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from selfsight.train.loader import StepDataModule
+
+
+@dataclass
+class TrainConfig:
+    """How long and where to train; the method's own settings live in its Config."""
+
+    epochs: int = 100
+    batch_size: int = 256  # global batch, split across processes
+    max_steps: int | None = None  # overrides epochs when set
+    time_budget: float | None = None  # seconds of training; schedules end when it runs out
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "bf16-mixed"
+    seed: int = 0
+    workers: int = 0  # loader processes; the cache makes 0 enough for small images
+    checkpoint_every: int = 200  # steps; a checkpoint is also written at every epoch end
+    log_every: int = 20
+    knn_every: int = 0  # epochs between online kNN evaluations; 0 = off
+    progress: bool = True
+
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def resume_step(run_dir: Path, resume: bool) -> tuple[int, Path | None]:
+    """(global step to continue from, checkpoint path) for ``--resume``; refuse to overwrite."""
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_file():
+        return 0, None
+    if not resume:
+        raise FileExistsError(f"{run_dir} already holds a checkpoint ({ckpt}); pass --resume to "
+                              "continue it, or choose another --out")
+    return int(load_checkpoint(ckpt)["global_step"]), ckpt
+
+
+def fit(
+    method: Method,
+    images: ImageSet,
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    knn_sets: tuple[ImageSet, ImageSet] | None = None,
+) -> L.Trainer:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    start_step, ckpt_path = resume_step(run_dir, resume)
+    steps_per_epoch = len(images) // cfg.batch_size
+    max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    throughput = Throughput(cfg.batch_size)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", throughput, cfg.log_every)
+    callbacks: list[L.Callback] = [
+        throughput, metrics, TimeBudget(),
+        PeriodicCheckpoint(run_dir / CHECKPOINT, cfg.checkpoint_every),
+    ]
+    if cfg.progress:
+        callbacks.append(ProgressBar(throughput))
+    if knn_sets is not None and cfg.knn_every > 0:
+        callbacks.append(KnnMonitor(*knn_sets, metrics, cfg.knn_every))
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, enable_checkpointing=False,
+        use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
+        default_root_dir=run_dir,
+    )
+    method.backbone.to(memory_format=torch.channels_last)
+    data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers)
+    trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
+    trainer.save_checkpoint(run_dir / CHECKPOINT)  # the final state, also when a budget stopped it
+    if knn_sets is not None and cfg.knn_every > 0 and trainer.is_global_zero:
+        monitor = next(c for c in callbacks if isinstance(c, KnnMonitor))
+        if not monitor.history or monitor.history[-1]["step"] != trainer.global_step:
+            monitor.evaluate(trainer, method)
+    return trainer
