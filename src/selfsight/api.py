@@ -9,6 +9,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 import yaml
@@ -72,6 +73,7 @@ def pretrain(
     batch_size: int = 256,
     *,
     image_size: int | None = None,
+    view_size: int | None = None,
     channels: int | None = None,
     options: dict[str, Any] | None = None,
     backbone_options: dict[str, Any] | None = None,
@@ -80,7 +82,10 @@ def pretrain(
 ) -> Path:
     """Pretrain ``backbone`` with ``method`` on unlabeled images; returns the run folder.
 
-    ``data``: "fashion-mnist", an image folder, or an array/tensor of images. ``options`` override
+    ``data``: "fashion-mnist", an image folder, or an array/tensor of images. ``image_size`` is
+    the inference resolution saved with the backbone, ``view_size`` the training crop size
+    (default: the same; smaller crops train faster and test well a little larger, Touvron et al.
+    2019, "Fixing the train-test resolution discrepancy"). ``options`` override
     the method's Config, ``backbone_options`` the BackboneConfig or timm kwargs, and
     ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
     """
@@ -94,8 +99,9 @@ def pretrain(
     run_dir = Path(out or f"runs/{method}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_skipped_report(images, run_dir)
+    L.seed_everything(train_cfg.seed, verbose=False)  # the same seed builds the same weights
     model = method_cls(backbone=backbone_cfg, config=method_cfg,
-                       views=method_cls.default_views(size), batch_size=train_cfg.batch_size,
+                       views=method_cls.default_views(view_size or size), batch_size=train_cfg.batch_size,
                        seed=train_cfg.seed, time_budget=train_cfg.time_budget)
     knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
         if train_cfg.knn_every else None

@@ -114,7 +114,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.config = config
         self.model = create_timm_model(config)
-        self.dim: int = int(self.model.num_features)
+        # Pooled width after forward_head(pre_logits=True); MobileNetV3 & co. add a head conv.
+        self.dim: int = int(getattr(self.model, "head_hidden_size", None)
+                            or self.model.num_features)
         self.num_prefix_tokens: int = int(getattr(self.model, "num_prefix_tokens", 0))
 
     @property

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=256, help="global batch size")
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-BACKBONE-TIME)")
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None, help="inference resolution")
+    p.add_argument("--view-size", type=int, default=None, help="training crop size")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             devices = args.devices if args.devices == "auto" else int(args.devices)
             run = selfsight.pretrain(
                 args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
-                image_size=args.image_size, options=_key_values(args.set, "--set"),
+                image_size=args.image_size, view_size=args.view_size, options=_key_values(args.set, "--set"),
                 backbone_options=_key_values(args.backbone_set, "--backbone-set"),
                 resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
                 accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,

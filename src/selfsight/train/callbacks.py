@@ -81,6 +81,10 @@ class MetricsLog(L.Callback):
         if trainer.global_step % self.every == 0:
             self.write(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.global_step % self.every:  # the final step, unless just written
+            self.write(trainer, pl_module)
+
 
 class KnnMonitor(L.Callback):
     """Online kNN (k=200, T=0.1) on a labelled bank/test pair every ``every`` epochs and at the
@@ -118,7 +122,7 @@ class PeriodicCheckpoint(L.Callback):
         self.path, self.every = path, every
 
     def save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # optimizer state too
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.every > 0 and trainer.global_step % self.every == 0:

@@ -1,0 +1,65 @@
+import pytest
+import torch
+from torch import nn
+
+from selfsight.backbones import Backbone, BackboneConfig, load_backbone
+
+
+def test_small_stem_is_3x3_stride_1_without_maxpool():
+    b = Backbone(BackboneConfig("resnet18", in_chans=1, image_size=28))
+    assert b.model.conv1.kernel_size == (3, 3) and b.model.conv1.stride == (1, 1)
+    assert isinstance(b.model.maxpool, nn.Identity)
+    assert b.model.conv1.in_channels == 1
+    out = b.features(torch.randn(2, 1, 28, 28), tokens=True, levels=[1, 2, 3, 4])
+    assert out["pooled"].shape == (2, 512)
+    assert out["tokens"].shape == (2, 512, 4, 4)  # 28 -> 28, 14, 7, 4
+    assert [lvl.shape[1] for lvl in out["levels"]] == [64, 128, 256, 512]
+    assert b.level_dims() == [64, 64, 128, 256, 512]  # stem, then the four stages
+
+
+def test_large_images_keep_the_imagenet_stem():
+    b = Backbone(BackboneConfig("resnet18", in_chans=3, image_size=224))
+    assert b.model.conv1.stride == (2, 2) and isinstance(b.model.maxpool, nn.MaxPool2d)
+
+
+def test_vit_size_and_patch_tokens_from_the_data():
+    b = Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=28))
+    out = b.features(torch.randn(2, 1, 28, 28), tokens=True, levels=[-1])
+    assert out["pooled"].shape == (2, 192)
+    assert out["tokens"].shape == (2, 192, 7, 7)  # patch 4 on 28 px
+    assert out["levels"][0].shape == (2, 192, 7, 7)
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "mobilenetv3_small_050"])
+def test_other_timm_families_get_a_small_stem(name):
+    b = Backbone(BackboneConfig(name, in_chans=3, image_size=32))
+    assert b(torch.randn(2, 3, 32, 32)).shape == (2, b.dim)
+    first = next(m for m in b.model.modules() if isinstance(m, nn.Conv2d))
+    assert first.kernel_size == (3, 3) and first.stride == (1, 1)
+
+
+def test_unknown_backbone_lists_choices():
+    with pytest.raises(ValueError, match="resnet18.*did you mean"):
+        Backbone(BackboneConfig("resnet181"))
+
+
+def test_save_and_load_rebuild_the_same_features(tmp_path):
+    cfg = BackboneConfig("resnet18", in_chans=1, image_size=28, stem_stride=2,
+                         model_kwargs={"channels": (8, 16, 32, 64)}, mean=(0.4,), std=(0.2,))
+    b = Backbone(cfg).eval()
+    b.save(tmp_path)
+    again = load_backbone(tmp_path)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(b(x), again(x))
+    assert again.config.mean == (0.4,)
+
+
+def test_backbone_matches_plain_timm_on_large_images():
+    import timm
+
+    torch.manual_seed(0)
+    b = Backbone(BackboneConfig("resnet18", image_size=64, small_stem=False)).eval()
+    ref = timm.create_model("resnet18", num_classes=0).eval()
+    ref.load_state_dict(b.model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(b(x), ref(x), atol=1e-6)

@@ -1,0 +1,73 @@
+"""The CLI end to end on a small labelled folder, and its error messages."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfsight.cli import main
+
+TINY = ["--backbone-set", "stem_stride=2", "--backbone-set", "channels=(8,16,32,64)",
+        "--set", "proj_hidden_dim=64", "--precision", "32-true", "--no-progress"]
+
+
+def test_list_methods_and_backbones(capsys):
+    assert main(["list", "methods"]) == 0
+    assert "simclr" in capsys.readouterr().out
+    assert main(["list", "backbones"]) == 0
+    assert "resnet18" in capsys.readouterr().out
+
+
+def test_unknown_method_lists_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "fashion-mnist", "--method", "simclrr"])
+    assert "simclr" in capsys.readouterr().err
+
+
+def test_unknown_option_lists_the_valid_keys(tmp_path, capsys):
+    assert main(["pretrain", "fashion-mnist", "--set", "temprature=0.1", "--out",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "temprature" in err and "temperature" in err
+
+
+def test_unknown_backbone_is_a_clear_error(tmp_path, capsys):
+    assert main(["pretrain", "fashion-mnist", "--backbone", "resnet1800", "--out",
+                 str(tmp_path)]) == 2
+    assert "unknown backbone 'resnet1800'" in capsys.readouterr().err
+
+
+def test_missing_folder_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["pretrain", str(missing), "--out", str(tmp_path / "run")]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def make_folder(root, per_class=40):
+    """Two visually different classes of 20-px images, plus one corrupt file."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, level in (("dark", 40), ("bright", 200)):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                img = np.clip(rng.normal(level, 20, (20, 20, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    (root / "train" / "dark" / "broken.jpg").write_bytes(b"not a jpeg")
+
+
+def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
+    data, run = tmp_path / "images", tmp_path / "run"
+    make_folder(data)
+    assert main(["pretrain", str(data), "--image-size", "16", "--max-steps", "3",
+                 "--batch-size", "16", "--out", str(run), *TINY]) == 0
+    for name in ("config.yaml", "metrics.jsonl", "backbone.safetensors", "backbone.json",
+                 "checkpoints/last.ckpt", "skipped_files.json"):
+        assert (run / name).is_file(), name
+    skipped = json.loads((run / "skipped_files.json").read_text())
+    assert skipped["count"] == 1 and "broken.jpg" in skipped["files"][0]["file"]
+    assert main(["evaluate", str(run), "--data", str(data), "--no-progress"]) == 0
+    result = json.loads((run / "eval" / "images.json").read_text())
+    assert result["train_images"] == 80 and result["test_images"] == 80
+    assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
