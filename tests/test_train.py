@@ -42,6 +42,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     while time.time() < deadline:  # wait for a mid-run checkpoint (8 steps per epoch)
         if ckpt.is_file() and 4 <= load_checkpoint(ckpt)["global_step"] < 20:
             break
+        assert victim.poll() is None, victim.stderr.read().decode()[-2000:]
         time.sleep(0.2)
     else:
         pytest.fail("no mid-run checkpoint appeared")

@@ -34,7 +34,7 @@ DEFAULT_FOLDER_SIZE = 64
 _SPLITS = ("train", "test")
 _ACCEPTED = (
     "'fashion-mnist', 'fashion-mnist:/dir/with/idx/files', a path to an existing image "
-    "folder, or a numpy array / torch tensor of images"
+    "folder, an ImageSet, or a numpy array / torch tensor of images"
 )
 
 
@@ -56,6 +56,8 @@ def load_images(
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+    if isinstance(data, ImageSet):
+        return _with_channels(data, channels)
     if isinstance(data, np.ndarray) or is_tensor(data):
         return _with_channels(from_arrays(data, labels=labels), channels)
     if isinstance(data, str) and (data == FASHION_MNIST or data.startswith(FASHION_MNIST + ":")):
