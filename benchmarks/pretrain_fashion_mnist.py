@@ -68,7 +68,6 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
 def lightly_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from lightly_recipe import train_lightly
-
     from selfsight.data import load_fashion_mnist
 
     train = load_fashion_mnist("train")

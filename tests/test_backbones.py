@@ -39,7 +39,7 @@ def test_other_timm_families_get_a_small_stem(name):
 
 
 def test_unknown_backbone_lists_choices():
-    with pytest.raises(ValueError, match="resnet18.*did you mean"):
+    with pytest.raises(ValueError, match=r"resnet18.*did you mean"):
         Backbone(BackboneConfig("resnet181"))
 
 

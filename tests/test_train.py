@@ -90,6 +90,6 @@ def test_loading_a_checkpoint_never_executes_pickled_code(tmp_path):
     marker.unlink()
     torch.save({"state_dict": {}, "x": Payload(str(marker))}, evil)
     assert not marker.exists()
-    with pytest.raises(ValueError, match="evil.ckpt"):
+    with pytest.raises(ValueError, match=r"evil\.ckpt"):
         load_checkpoint(evil)
     assert not marker.exists()

@@ -1,11 +1,11 @@
 import torch
 
-from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline, simclr_views
-from selfsight.views import ops
+from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline, ops, simclr_views
 
 
 def images(b=16, c=1, s=28):
-    return torch.randint(0, 256, (b, c, s, s), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    return torch.randint(0, 256, (b, c, s, s), dtype=torch.uint8, generator=gen)
 
 
 def run(pipe, x, seed):

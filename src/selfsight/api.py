@@ -101,8 +101,9 @@ def pretrain(
     write_skipped_report(images, run_dir)
     L.seed_everything(train_cfg.seed, verbose=False)  # the same seed builds the same weights
     model = method_cls(backbone=backbone_cfg, config=method_cfg,
-                       views=method_cls.default_views(view_size or size), batch_size=train_cfg.batch_size,
-                       seed=train_cfg.seed, time_budget=train_cfg.time_budget)
+                       views=method_cls.default_views(view_size or size),
+                       batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                       time_budget=train_cfg.time_budget)
     knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
         if train_cfg.knn_every else None
     resolved = {"data": data if isinstance(data, str) else images.name,
@@ -176,7 +177,8 @@ def evaluate(
         result.update(linear_probe(train_f, y_train, test_f, y_test))
         result["linear_probe"] = "standardised features, softmax, full-batch L-BFGS, wd 1e-5"
     if pixels:
-        result.update({f"pixels_{k}": v for k, v in pixel_knn(train, test, ks, temperature).items()})
+        baseline = pixel_knn(train, test, ks, temperature)
+        result.update({f"pixels_{k}": v for k, v in baseline.items()})
     result["seconds"] = round(time.perf_counter() - started, 1)
     name = FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
     (run / "eval").mkdir(exist_ok=True)

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             devices = args.devices if args.devices == "auto" else int(args.devices)
             run = selfsight.pretrain(
                 args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
-                image_size=args.image_size, view_size=args.view_size, options=_key_values(args.set, "--set"),
+                image_size=args.image_size, view_size=args.view_size,
+                options=_key_values(args.set, "--set"),
                 backbone_options=_key_values(args.backbone_set, "--backbone-set"),
                 resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
                 accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,

@@ -36,7 +36,7 @@ def extract_features(
     device = torch.device(device or next(backbone.parameters()).device)
     was_training = backbone.training
     backbone.eval().to(device)
-    use_bf16 = device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available())
+    use_bf16 = device.type == "cuda" or torch.backends.mkldnn.is_available()
     chunks = []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):

@@ -90,7 +90,8 @@ def fit(
     method.backbone.to(memory_format=torch.channels_last)
     data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers)
     trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
-    trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)  # the final state, also when a budget stopped it
+    # The final state, also when the time budget stopped training mid-epoch.
+    trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
     if knn_sets is not None and cfg.knn_every > 0 and trainer.is_global_zero:
         monitor = next(c for c in callbacks if isinstance(c, KnnMonitor))
         if not monitor.history or monitor.history[-1]["step"] != trainer.global_step:
