@@ -40,7 +40,7 @@ def extract_features(
     chunks = []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        batch = torch.from_numpy(np.array(images[start:start + batch_size]))  # writable copy
         x = preprocess(batch.permute(0, 3, 1, 2).to(device), backbone)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
