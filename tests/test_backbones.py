@@ -63,3 +63,12 @@ def test_backbone_matches_plain_timm_on_large_images():
     ref.load_state_dict(b.model.state_dict())
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(b(x), ref(x), atol=1e-6)
+
+
+def test_cpu_alias_resolves_to_a_rebuildable_config():
+    from selfsight.api import backbone_config
+
+    cfg = backbone_config("resnet18_cpu", 1, 20, {"drop_rate": 0.1})
+    assert cfg.name == "resnet18" and cfg.stem_stride == 2
+    assert cfg.model_kwargs == {"channels": (32, 64, 128, 256), "drop_rate": 0.1}
+    assert Backbone(cfg).dim == 256

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,19 @@ import numpy as np
 import torch
 import yaml
 
-from selfsight.backbones import BackboneConfig, check_backbone_name, load_backbone
+from selfsight.backbones import (
+    BackboneConfig,
+    check_backbone_name,
+    load_backbone,
+    resolve_alias,
+)
 from selfsight.data import ImageSet, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.methods import get_method
 from selfsight.methods.base import config_from_dict
 from selfsight.train.fit import TrainConfig, fit
-from selfsight.views.pipeline import default_stats
+from selfsight.views.pipeline import MultiViewConfig, ViewConfig, default_stats
 
 FASHION_MNIST = "fashion-mnist"
 KNN_MONITOR_SIZE = 10_000
@@ -41,13 +46,22 @@ def backbone_config(name: str, channels: int, image_size: int,
                     options: dict[str, Any] | None) -> BackboneConfig:
     """BackboneConfig fields from ``options`` where they match, every other key a timm kwarg."""
     check_backbone_name(name)
+    name, options = resolve_alias(name, options)
     own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"}
-    options = dict(options or {})
     mine = {k: v for k, v in options.items() if k in own}
     timm_kwargs = {k: v for k, v in options.items() if k not in own}
     mean, std = default_stats(channels)
     return BackboneConfig(name=name, in_chans=channels, image_size=image_size, mean=mean, std=std,
                           model_kwargs=timm_kwargs, **mine)
+
+
+def override_views(views: MultiViewConfig, options: dict[str, Any] | None) -> MultiViewConfig:
+    """Set ``options`` (ViewConfig fields, checked and typed) on every view of a recipe."""
+    if not options:
+        return views
+    return MultiViewConfig(views=[
+        replace(v, **vars(config_from_dict(ViewConfig, {**vars(v), **options}, "view options")))
+        for v in views.views])
 
 
 def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
@@ -77,6 +91,7 @@ def pretrain(
     channels: int | None = None,
     options: dict[str, Any] | None = None,
     backbone_options: dict[str, Any] | None = None,
+    view_options: dict[str, Any] | None = None,
     resume: bool = False,
     **train_options: Any,
 ) -> Path:
@@ -86,7 +101,8 @@ def pretrain(
     the inference resolution saved with the backbone, ``view_size`` the training crop size
     (default: the same; smaller crops train faster and test well a little larger, Touvron et al.
     2019, "Fixing the train-test resolution discrepancy"). ``options`` override
-    the method's Config, ``backbone_options`` the BackboneConfig or timm kwargs, and
+    the method's Config, ``backbone_options`` the BackboneConfig or timm kwargs,
+    ``view_options`` fields of every view of the method's recipe (e.g. ``scale=(0.4, 1)``), and
     ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
     """
     method_cls = get_method(method)
@@ -102,7 +118,8 @@ def pretrain(
     write_skipped_report(images, run_dir)
     L.seed_everything(train_cfg.seed, verbose=False)  # the same seed builds the same weights
     model = method_cls(backbone=backbone_cfg, config=method_cfg,
-                       views=method_cls.default_views(view_size or size),
+                       views=override_views(method_cls.default_views(view_size or size),
+                                            view_options),
                        batch_size=train_cfg.batch_size, seed=train_cfg.seed,
                        time_budget=train_cfg.time_budget)
     knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method option, e.g. --set temperature=0.1 (repeatable)")
     p.add_argument("--backbone-set", action="append", metavar="KEY=VALUE",
                    help="backbone option or timm kwarg, e.g. --backbone-set stem_stride=2")
+    p.add_argument("--view-set", action="append", metavar="KEY=VALUE",
+                   help="view option for every view, e.g. --view-set scale=0.4,1.0")
     p.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("evaluate", help="kNN and linear probe of a run's backbone")
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 image_size=args.image_size, view_size=args.view_size,
                 options=_key_values(args.set, "--set"),
                 backbone_options=_key_values(args.backbone_set, "--backbone-set"),
+                view_options=_key_values(args.view_set, "--view-set"),
                 resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
                 accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
                 strategy=args.strategy, precision=args.precision, seed=args.seed,
