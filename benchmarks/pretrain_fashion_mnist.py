@@ -23,7 +23,7 @@ import selfsight
 from selfsight.api import backbone_config, load_eval_sets, parse_value, pixel_knn
 
 # The default CPU recipe (see BENCHMARKS.md for why).
-DEFAULTS = {"method": "simclr", "backbone": "resnet18", "batch_size": 256}
+DEFAULTS = {"method": "simclr", "backbone": "resnet18_cpu", "batch_size": 256, "view_size": 20}
 
 
 def parse() -> argparse.Namespace:
@@ -32,7 +32,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--method", default=DEFAULTS["method"])
     p.add_argument("--backbone", default=DEFAULTS["backbone"])
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--view-size", type=int, default=None)
+    p.add_argument("--view-size", type=int, default=DEFAULTS["view_size"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--backbone-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--compare", choices=["lightly"], default=None)

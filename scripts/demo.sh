@@ -6,5 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
 budget="${BUDGET:-300}"
 run="runs/demo-$(date +%Y%m%d-%H%M%S)"
-.venv/bin/selfsight pretrain fashion-mnist --time-budget "$budget" --out "$run"
+# The CPU recipe measured in BENCHMARKS.md: a half-width ResNet-18 on 20-px crops.
+.venv/bin/selfsight pretrain fashion-mnist --backbone resnet18_cpu --view-size 20 \
+  --time-budget "$budget" --out "$run"
 .venv/bin/selfsight evaluate "$run" --data fashion-mnist

@@ -34,7 +34,7 @@ class MethodConfig:
     lr: float = 0.3  # per 256 images of global batch, scaled linearly (Goyal et al., 2017)
     weight_decay: float = 1e-6
     momentum: float = 0.9  # SGD/LARS momentum
-    lars_eta: float = 0.02  # LARS trust coefficient; 0.02 as solo-learn uses at small batch
+    lars_eta: float = 0.001  # LARS trust coefficient (You et al., 2017)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW
     warmup: float = 0.05  # fraction of training spent warming up
     final_lr_ratio: float = 0.0
