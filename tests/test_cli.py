@@ -71,3 +71,26 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     result = json.loads((run / "eval" / "images.json").read_text())
     assert result["train_images"] == 80 and result["test_images"] == 80
     assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """The same command on 2 processes (Lightning DDP, gloo) trains and saves once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data, run = tmp_path / "images", tmp_path / "run"
+    make_folder(data, per_class=16)
+    exe = Path(sys.executable).parent / "selfsight"
+    proc = subprocess.run(
+        [str(exe), "pretrain", str(data), "--image-size", "16", "--max-steps", "2",
+         "--batch-size", "16", "--out", str(run), "--accelerator", "cpu", "--devices", "2",
+         "--strategy", "ddp", *TINY], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1
+    assert "Starting with 2 processes" in proc.stderr + proc.stdout
+    assert (run / "backbone.safetensors").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert records[-1]["step"] == 2 and records[-1]["images_seen"] == 32

@@ -6,14 +6,15 @@ import pytest
 import torch
 
 import selfsight
+from selfsight.config import config_from_dict
 from selfsight.methods import get_method, list_methods
-from selfsight.methods.base import MethodConfig, config_from_dict
+from selfsight.methods.base import MethodConfig
 from selfsight.nn.schedules import warmup_cosine
 
 
 def test_registry_lists_and_rejects():
     assert "simclr" in list_methods() and "Chen et al." in list_methods()["simclr"]
-    with pytest.raises(ValueError, match="valid: .*simclr"):
+    with pytest.raises(ValueError, match=r"valid: .*simclr"):
         get_method("simclrr")
 
 

@@ -20,11 +20,11 @@ from selfsight.backbones import (
     load_backbone,
     resolve_alias,
 )
+from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.methods import get_method
-from selfsight.methods.base import config_from_dict
 from selfsight.train.fit import TrainConfig, fit
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig, default_stats
 
@@ -128,11 +128,27 @@ def pretrain(
                 "num_images": len(images), "skipped_files": len(images.skipped),
                 "backbone": asdict(backbone_cfg), "train": asdict(train_cfg),
                 **model.describe(), "torch": str(torch.__version__)}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
+    resolved = _plain(resolved)
+    check_same_recipe(run_dir / "config.yaml", resolved, resume)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     trainer = fit(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
     if trainer.is_global_zero:
         model.backbone.save(run_dir)
     return run_dir
+
+
+RECIPE_KEYS = ("method", "config", "views", "backbone")
+
+
+def check_same_recipe(saved: Path, resolved: dict[str, Any], resume: bool) -> None:
+    """A resumed run must continue the same recipe; only training budgets may change."""
+    if not (resume and saved.is_file()):
+        return
+    before = yaml.safe_load(saved.read_text()) or {}
+    changed = [k for k in RECIPE_KEYS if before.get(k) != resolved.get(k)]
+    if changed:
+        raise ValueError(f"{saved}: --resume with a different {', '.join(changed)} than the "
+                         "run was started with; use the original arguments or a new --out")
 
 
 def _plain(value: Any) -> Any:

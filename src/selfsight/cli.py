@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -72,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def summary_table(result: dict[str, Any]) -> str:
+    """kNN and linear accuracy of the backbone beside the raw-pixel kNN baseline."""
+    def cell(key: str) -> str:
+        return f"{result[key]:.4f}" if key in result else "-"
+
+    rows = [f"{'':<12}{'kNN k=20':>10}{'kNN k=200':>11}{'linear':>9}",
+            f"{'backbone':<12}{cell('knn_k20'):>10}{cell('knn_k200'):>11}"
+            f"{cell('linear_top1'):>9}"]
+    if "pixels_knn_k200" in result:
+        rows.append(f"{'raw pixels':<12}{cell('pixels_knn_k20'):>10}"
+                    f"{cell('pixels_knn_k200'):>11}{'-':>9}")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import selfsight
@@ -98,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                 strategy=args.strategy, precision=args.precision, seed=args.seed,
                 workers=args.workers, checkpoint_every=args.checkpoint_every,
                 knn_every=args.knn_every, progress=not args.no_progress)
-            print(f"run folder: {run}")
+            from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+            if rank_zero_only.rank == 0:  # under DDP every process returns here
+                print(f"run folder: {run}")
             return 0
         result = selfsight.evaluate(args.run, args.data, labels=args.labels,
                                     linear=not args.no_linear, device=args.device,
                                     progress=not args.no_progress)
-        print(json.dumps({k: v for k, v in result.items() if isinstance(v, float)}, indent=2))
+        print(summary_table(result))
         print(f"written to {args.run}/eval/")
         return 0
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:

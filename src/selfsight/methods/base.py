@@ -9,7 +9,7 @@ loss; that is one short file.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import lightning as L
@@ -18,10 +18,10 @@ from timm.optim import Lars
 from torch import nn
 
 from selfsight.backbones import Backbone, BackboneConfig
-from selfsight.nn.distributed import rank, world_size
+from selfsight.nn.distributed import rank
 from selfsight.nn.ema import ema_update
 from selfsight.nn.schedules import cosine, warmup_cosine
-from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline
+from selfsight.views import MultiViewConfig, ViewPipeline
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
 
@@ -40,37 +40,6 @@ class MethodConfig:
     final_lr_ratio: float = 0.0
     ema_momentum: float = 0.99  # start of the cosine schedule towards 1.0 (BYOL)
     ema_momentum_end: float = 1.0
-
-
-def config_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build a config dataclass, failing on unknown keys with the list of valid ones."""
-    valid = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(valid))
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
-    converted = {}
-    for key, value in values.items():
-        default = getattr(cls(), key)
-        converted[key] = _coerce(value, default, f"{where}.{key}")
-    return cls(**converted)
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        if not isinstance(value, bool):
-            raise TypeError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if isinstance(default, (int, float)) and not isinstance(value, bool):
-        try:
-            return type(default)(value) if not isinstance(default, int) else int(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected a number, got {value!r}") from None
-    if isinstance(default, tuple):
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
-    return value
 
 
 class Method(L.LightningModule):
@@ -199,8 +168,8 @@ class Method(L.LightningModule):
     # ----- description ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": asdict(self.config),
-                "views": self.views.config.to_dict(), "world_size": world_size()}
+                "views": self.views.config.to_dict()}
 
 
 
-__all__ = ["OPTIMIZERS", "Method", "MethodConfig", "ViewConfig", "config_from_dict"]
+__all__ = ["OPTIMIZERS", "Method", "MethodConfig"]

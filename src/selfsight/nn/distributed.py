@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 
 
 def is_distributed() -> bool:
@@ -19,14 +18,31 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def gather(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (n, ...) from every process into (world * n, ...), rank-major.
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every process's gradient for each block and returns each
+    process its own block (as in SimCLR's TPU implementation)."""
 
-    The backward of ``torch.distributed.nn.functional.all_gather`` sums the gradients that every
-    process computed for each block and hands each process its own block back. With DDP averaging
-    parameter gradients over processes, the result is exactly the gradient of the mean of the
-    per-process losses, i.e. of the single-process loss on the global batch.
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        blocks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(blocks, x.contiguous())
+        return torch.cat(blocks)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every process's loss depends on every block
+        n = grad.shape[0] // dist.get_world_size()
+        return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (n, ...) from every process into (world * n, ...), rank-major; every
+    process must pass the same n.
+
+    With DDP averaging parameter gradients over processes, the gradient is exactly that of the
+    mean of the per-process losses, i.e. of the single-process loss on the global batch.
     """
     if not is_distributed():
         return x
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)

@@ -1,0 +1,39 @@
+"""Typed config dataclasses built from plain key/value overrides (CLI ``--set``, YAML).
+
+Unknown keys and wrong types fail with the list of valid keys; values are coerced to the type of
+the field's default, so ``"0.1"`` from the command line becomes a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build a config dataclass, failing on unknown keys with the list of valid ones."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
+    defaults = cls()
+    return cls(**{key: _coerce(value, getattr(defaults, key), f"{where}.{key}")
+                  for key, value in values.items()})
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            return type(default)(value) if not isinstance(default, int) else int(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(default, tuple):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
+    return value
