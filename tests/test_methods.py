@@ -56,3 +56,18 @@ def test_simclr_lowers_its_loss_on_fashion_mnist(fmnist_small, tmp_path):
     assert last < first - 0.3, (first, last)
     backbone = selfsight.load_backbone(run)
     assert backbone(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
+
+
+def test_online_knn_monitor_logs_accuracy(tmp_path):
+    from selfsight.data import load_fashion_mnist
+
+    try:
+        load_fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    run = selfsight.pretrain("fashion-mnist", "simclr", "resnet18_cpu", tmp_path, batch_size=64,
+                             max_steps=3, knn_every=1, progress=False, view_size=16,
+                             options={"proj_hidden_dim": 64})
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    knn = [r["online_knn"] for r in records if "online_knn" in r]
+    assert len(knn) == 1 and 0.3 < knn[0] <= 1.0  # 10 classes: chance is 0.1

@@ -66,8 +66,8 @@ def override_views(views: MultiViewConfig, options: dict[str, Any] | None) -> Mu
 
 def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
               seed: int) -> tuple[ImageSet, ImageSet] | None:
-    if train.labels is None:
-        return None
+    if train.labels is None or not isinstance(data, (str, Path)):
+        return None  # in-memory data has no separate test split to monitor with
     try:
         test = load_images(data, split="test", size=size, channels=channels)
     except (ValueError, FileNotFoundError):
@@ -213,7 +213,7 @@ def evaluate(
     if pixels:
         baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
-    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["eval_seconds"] = round(time.perf_counter() - started, 1)
     name = FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
     (run / "eval").mkdir(exist_ok=True)
     (run / "eval" / f"{name}.json").write_text(json.dumps(result, indent=2))
