@@ -202,7 +202,7 @@ def evaluate(
     started = time.perf_counter()
     train_f = extract_features(backbone, train.images, device=device, progress=progress)
     test_f = extract_features(backbone, test.images, device=device, progress=progress)
-    y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
+    y_train, y_test = torch.tensor(train.labels), torch.tensor(test.labels)
     result: dict[str, Any] = {"run": str(run), "data": str(data), "train_images": len(train),
                               "test_images": len(test), "backbone": cfg.name, "temperature":
                               temperature, **knn_accuracy(train_f, y_train, test_f, y_test, ks,
@@ -227,5 +227,5 @@ def pixel_knn(train: ImageSet, test: ImageSet, ks: tuple[int, ...] = (20, 200),
         x = torch.from_numpy(np.asarray(s.images, dtype=np.float32).reshape(len(s), -1))
         return torch.nn.functional.normalize(x, dim=1)
 
-    return knn_accuracy(flat(train), torch.as_tensor(train.labels), flat(test),
-                        torch.as_tensor(test.labels), ks, temperature)
+    return knn_accuracy(flat(train), torch.tensor(train.labels), flat(test),
+                        torch.tensor(test.labels), ks, temperature)

@@ -101,8 +101,8 @@ class KnnMonitor(L.Callback):
         started = time.monotonic()
         bank = extract_features(backbone, self.bank.images, progress=False)
         test = extract_features(backbone, self.test.images, progress=False)
-        acc = knn_accuracy(bank, torch.as_tensor(self.bank.labels), test,
-                           torch.as_tensor(self.test.labels), ks=(self.k,))[f"knn_k{self.k}"]
+        acc = knn_accuracy(bank, torch.tensor(self.bank.labels), test,
+                           torch.tensor(self.test.labels), ks=(self.k,))[f"knn_k{self.k}"]
         backbone.train(was_training)
         # Evaluation time is not training time: keep it out of the wall-clock budget.
         pl_module.elapsed_before -= time.monotonic() - started
