@@ -94,3 +94,11 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert (run / "backbone.safetensors").is_file()
     records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     assert records[-1]["step"] == 2 and records[-1]["images_seen"] == 32
+
+
+def test_too_few_images_for_a_batch_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "images"
+    make_folder(data, per_class=2)
+    assert main(["pretrain", str(data), "--batch-size", "64", "--out", str(tmp_path / "run"),
+                 *TINY]) == 2
+    assert "fewer than one batch of 64" in capsys.readouterr().err

@@ -61,6 +61,9 @@ class Method(L.LightningModule):
     ) -> None:
         super().__init__()
         self.config = config or self.Config()
+        if self.config.optimizer not in OPTIMIZERS:  # fail before any data is loaded
+            raise ValueError(f"unknown optimizer '{self.config.optimizer}'; "
+                             f"valid: {list(OPTIMIZERS)}")
         self.backbone = Backbone(backbone)
         self.views = ViewPipeline(views or self.default_views(backbone.image_size),
                                   backbone.mean, backbone.std)
@@ -147,8 +150,6 @@ class Method(L.LightningModule):
     # ----- optimizer --------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.config
-        if cfg.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer '{cfg.optimizer}'; valid: {list(OPTIMIZERS)}")
         lr = cfg.lr * self.batch_size / 256
         decay, no_decay = [], []
         for p in self.parameters():

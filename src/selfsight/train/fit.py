@@ -68,6 +68,9 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_step, ckpt_path = resume_step(run_dir, resume)
     steps_per_epoch = len(images) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{images.name}: {len(images)} images are fewer than one batch of "
+                         f"{cfg.batch_size}; lower --batch-size")
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     throughput = Throughput(cfg.batch_size)
     metrics = MetricsLog(run_dir / "metrics.jsonl", throughput, cfg.log_every)
@@ -77,8 +80,10 @@ def fit(
     ]
     if cfg.progress:
         callbacks.append(ProgressBar(throughput))
-    if knn_sets is not None and cfg.knn_every > 0:
-        callbacks.append(KnnMonitor(*knn_sets, metrics, cfg.knn_every))
+    monitor = KnnMonitor(*knn_sets, metrics, cfg.knn_every) \
+        if knn_sets is not None and cfg.knn_every > 0 else None
+    if monitor is not None:
+        callbacks.append(monitor)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
@@ -92,8 +97,8 @@ def fit(
     trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
     # The final state, also when the time budget stopped training mid-epoch.
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
-    if knn_sets is not None and cfg.knn_every > 0 and trainer.is_global_zero:
-        monitor = next(c for c in callbacks if isinstance(c, KnnMonitor))
-        if not monitor.history or monitor.history[-1]["step"] != trainer.global_step:
-            monitor.evaluate(trainer, method)
+    # The curve ends at the final weights, also when the last epoch was cut short.
+    if monitor is not None and trainer.is_global_zero and (
+            not monitor.history or monitor.history[-1]["step"] != trainer.global_step):
+        monitor.evaluate(trainer, method)
     return trainer
