@@ -22,13 +22,13 @@ SMALL_IMAGE = 64
 
 # Names we test and recommend; any other timm name works too.
 RECOMMENDED = {
-    "resnet18": "ResNet-18 (He et al., 2016): the CPU default, 11 M parameters",
+    "resnet18": "ResNet-18 (He et al., 2016): the usual small SSL backbone, 11 M parameters",
     "resnet50": "ResNet-50 (He et al., 2016): the standard SSL benchmark backbone",
     "vit_tiny_patch16_224": "ViT-Tiny (Dosovitskiy et al., 2021): tokens for DINO/MAE",
     "vit_small_patch16_224": "ViT-Small: the DINO reference backbone",
     "convnext_atto": "ConvNeXt-Atto (Liu et al., 2022): a small modern CNN",
     "resnet18_cpu": "ResNet-18 at half width (32-256 channels) with a 3x3 stride-2 stem: about "
-                    "8x cheaper than resnet18 on 28-px images; the CPU default",
+                    "9x faster than resnet18 on 28-px images; the CPU default",
 }
 
 # selfsight names for a timm model plus options, resolved before building (saved resolved).

@@ -16,6 +16,7 @@ from selfsight.nn.heads import mlp
 @dataclass
 class SimCLRConfig(MethodConfig):
     temperature: float = 0.2  # 0.5 in the paper at batch 256-512; 0.1-0.2 learns faster here
+    lr: float = 1.0  # LARS, per 256 images: measured better than 0.3 at a 10-minute CPU budget
     proj_hidden_dim: int = 2048
     proj_dim: int = 128
     proj_layers: int = 2
