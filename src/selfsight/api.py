@@ -21,14 +21,13 @@ from selfsight.backbones import (
     resolve_alias,
 )
 from selfsight.config import config_from_dict
-from selfsight.data import ImageSet, load_images
+from selfsight.data import FASHION_MNIST, ImageSet, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.methods import get_method
 from selfsight.train.fit import TrainConfig, fit
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig, default_stats
 
-FASHION_MNIST = "fashion-mnist"
 KNN_MONITOR_SIZE = 10_000
 
 
@@ -164,13 +163,13 @@ def load_eval_sets(data: Any, size: int, channels: int,
                    labels: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
     """(train, test) labelled sets: Fashion-MNIST's splits, a folder's train/ and test/, or a
     single labelled folder split 80/20, stratified, with a fixed seed."""
+    train = load_images(data, split="train", size=size, channels=channels, labels=labels)
     try:
-        train = load_images(data, split="train", size=size, channels=channels, labels=labels)
         test = load_images(data, split="test", size=size, channels=channels, labels=labels)
-    except ValueError:
+    except ValueError:  # no test split: hold out 20% of the one labelled set
         from sklearn.model_selection import train_test_split
 
-        both = load_images(data, split="train", size=size, channels=channels, labels=labels)
+        both = train
         if both.labels is None:
             raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
                              "file,label) to evaluate with") from None

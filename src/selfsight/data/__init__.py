@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "FASHION_MNIST",
     "ImageSet",
     "from_arrays",
     "load_fashion_mnist",
