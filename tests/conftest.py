@@ -22,5 +22,3 @@ def fmnist_small():
     index = np.random.default_rng(0).permutation(len(data))[:2000]
     return data.subset(np.sort(index))
 
-
-TINY_BACKBONE = {"stem_stride": 2, "channels": (8, 16, 32, 64)}

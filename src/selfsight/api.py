@@ -17,6 +17,7 @@ import yaml
 from selfsight.backbones import (
     BackboneConfig,
     check_backbone_name,
+    is_vit_name,
     load_backbone,
     resolve_alias,
 )
@@ -105,13 +106,18 @@ def pretrain(
     ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
     """
     method_cls = get_method(method)
-    method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options")
+    config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
+    if method_cls.requires_vit and not is_vit_name(resolve_alias(backbone)[0]):
+        raise ValueError(f"{method} needs a ViT backbone (patch tokens), got '{backbone}'; "
+                         "try --backbone vit_tiny_patch16_224")
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
                                                **train_options}, "training options")
     images = load_images(data, split="train", size=image_size, channels=channels)
     # Inference at the training crop size measured best here (kNN +1 point over upscaling).
     size = image_size or view_size or images.size[0]
     backbone_cfg = backbone_config(backbone, images.channels, size, backbone_options)
+    method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options",
+                                  base=method_cls.default_config(backbone_cfg))
     run_dir = Path(out or f"runs/{method}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_skipped_report(images, run_dir)

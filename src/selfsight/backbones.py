@@ -58,6 +58,10 @@ class BackboneConfig:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
     @property
+    def is_vit(self) -> bool:
+        return is_vit_name(self.name)
+
+    @property
     def uses_small_stem(self) -> bool:
         return self.image_size <= SMALL_IMAGE if self.small_stem is None else self.small_stem
 
@@ -76,7 +80,7 @@ def check_backbone_name(name: str) -> None:
     )
 
 
-def _is_vit(name: str) -> bool:
+def is_vit_name(name: str) -> bool:
     return name.startswith(("vit_", "deit", "eva", "beit"))
 
 
@@ -107,8 +111,9 @@ def _small_stem(model: nn.Module, in_chans: int, stride: int) -> None:
 def create_timm_model(cfg: BackboneConfig) -> nn.Module:
     check_backbone_name(cfg.name)
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, **cfg.model_kwargs}
-    if _is_vit(cfg.name):
+    if is_vit_name(cfg.name):
         kwargs.setdefault("img_size", cfg.image_size)
+        kwargs.setdefault("dynamic_img_size", True)  # multi-crop: local views of another size
         kwargs.setdefault("patch_size", cfg.patch_size or (
             _vit_patch_size(cfg.image_size) if cfg.image_size <= SMALL_IMAGE else None))
         if kwargs["patch_size"] is None:

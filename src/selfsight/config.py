@@ -6,19 +6,20 @@ the field's default, so ``"0.1"`` from the command line becomes a float.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 
-def config_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build a config dataclass, failing on unknown keys with the list of valid ones."""
+def config_from_dict(cls: type, values: dict[str, Any], where: str, base: Any = None) -> Any:
+    """Build a config dataclass from ``base`` (default: the class defaults) with ``values`` set,
+    failing on unknown keys with the list of valid ones."""
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - valid)
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
-    defaults = cls()
-    return cls(**{key: _coerce(value, getattr(defaults, key), f"{where}.{key}")
-                  for key, value in values.items()})
+    defaults = cls() if base is None else base
+    return replace(defaults, **{key: _coerce(value, getattr(defaults, key), f"{where}.{key}")
+                                for key, value in values.items()})
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

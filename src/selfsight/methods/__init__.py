@@ -1,6 +1,14 @@
 """Self-supervised methods, one file each, on the shared ``Method`` base."""
 
-from selfsight.methods import simclr  # noqa: F401  (registers)
+from selfsight.methods import (  # noqa: F401  (each module registers its method)
+    barlow_twins,
+    byol,
+    dino,
+    mae,
+    moco_v3,
+    simclr,
+    vicreg,
+)
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import create_method, get_method, list_methods, register_method
 

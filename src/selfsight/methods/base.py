@@ -33,6 +33,7 @@ class MethodConfig:
     optimizer: str = "lars"
     lr: float = 0.3  # per 256 images of global batch, scaled linearly (Goyal et al., 2017)
     weight_decay: float = 1e-6
+    weight_decay_end: float | None = None  # cosine schedule to this value (DINO); None: constant
     momentum: float = 0.9  # SGD/LARS momentum
     lars_eta: float = 0.001  # LARS trust coefficient (You et al., 2017)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW
@@ -49,6 +50,7 @@ class Method(L.LightningModule):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    requires_vit: ClassVar[bool] = False  # e.g. MAE: patch tokens needed
 
     def __init__(
         self,
@@ -75,6 +77,12 @@ class Method(L.LightningModule):
 
     # ----- what a method provides -------------------------------------------------------------
     @classmethod
+    def default_config(cls, backbone: BackboneConfig) -> MethodConfig:
+        """The paper's defaults, adapted to the backbone (e.g. AdamW for ViTs, small heads for
+        small images); user options are applied on top."""
+        return cls.Config()
+
+    @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:
         from selfsight.views.presets import simclr_views
 
@@ -97,6 +105,8 @@ class Method(L.LightningModule):
         """Fraction of training done in [0, 1]: by wall clock under a time budget, else by step."""
         if self.time_budget:
             return min(self.elapsed / self.time_budget, 1.0)
+        if self._trainer is None:  # built outside a Trainer (tests, notebooks): the start
+            return 0.0
         total = self.trainer.max_steps if self.trainer.max_steps > 0 else 1
         return min(self.global_step / total, 1.0)
 
@@ -114,10 +124,11 @@ class Method(L.LightningModule):
         self.elapsed_before = float(checkpoint.get("selfsight", {}).get("elapsed", 0.0))
 
     # ----- training step ----------------------------------------------------------------------
-    def step_generator(self) -> torch.Generator:
-        """Views of step s on process r come from seed (seed, s, r): resumable and reproducible."""
+    def step_generator(self, stream: int = 0) -> torch.Generator:
+        """Views of step s on process r come from seed (seed, s, r): resumable and reproducible.
+        Other random draws of a step (e.g. MAE's masks) use another ``stream``."""
         gen = torch.Generator(device=self.device)
-        gen.manual_seed((self.seed * 1_000_003 + self.global_step) * 4099 + rank())
+        gen.manual_seed(((self.seed * 1_000_003 + self.global_step) * 4099 + rank()) * 31 + stream)
         return gen
 
     def make_views(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -140,6 +151,9 @@ class Method(L.LightningModule):
         lr_scale = warmup_cosine(self.progress, 1.0, self.config.warmup, self.config.final_lr_ratio)
         for group in self.optimizers().optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_scale
+            if group["weight_decay"] and self.config.weight_decay_end is not None:
+                group["weight_decay"] = cosine(self.progress, self.config.weight_decay,
+                                               self.config.weight_decay_end)
         self.log("lr", self.optimizers().optimizer.param_groups[0]["lr"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -1,0 +1,86 @@
+"""The contract every registered method keeps (parametrized over ``list_methods()``)."""
+
+import re
+import sys
+
+import pytest
+import torch
+
+import selfsight
+from selfsight.api import backbone_config
+from selfsight.methods import get_method, list_methods
+
+TINY_BACKBONE = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
+TINY_VIT = {"depth": 2, "embed_dim": 32, "num_heads": 2}
+# DINO must work on both kinds of backbone; MAE needs a ViT.
+CASES = [(m, "resnet18") for m in sorted(list_methods()) if not get_method(m).requires_vit]
+CASES += [(m, "vit_tiny_patch16_224") for m in ("dino", "mae")]
+
+
+def build(method: str, backbone: str, size: int = 16):
+    options = TINY_VIT if backbone.startswith("vit") else TINY_BACKBONE
+    cfg = backbone_config(backbone, 1, size, options)
+    cls = get_method(method)
+    torch.manual_seed(0)
+    return cls(backbone=cfg, config=cls.default_config(cfg), views=cls.default_views(size),
+               batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def images(fmnist_small):
+    return torch.from_numpy(fmnist_small.images[:16]).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.mark.parametrize("method,backbone", CASES)
+def test_method_contract(method, backbone, images):
+    model = build(method, backbone)
+    assert model.name in list_methods() and "(" in model.description  # cites its paper
+    first_line = sys.modules[type(model).__module__].__doc__.splitlines()[0]
+    assert re.search(r"\(.+, (19|20)\d\d\)", first_line), first_line  # cites its paper
+    loss, logs = model.compute_loss(model.make_views(images))
+    assert loss.ndim == 0 and torch.isfinite(loss), loss
+    assert all(isinstance(v, float) for v in logs.values())
+
+    optimizer = model.configure_optimizers()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss.backward()
+    optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    with_grad = {n for n, p in model.named_parameters()
+                 if p.grad is not None and p.grad.abs().sum() > 0}
+    assert not changed & frozen, f"frozen parameters moved: {sorted(changed & frozen)[:5]}"
+    assert with_grad <= changed, f"trainable parameters did not move: {with_grad - changed}"
+    assert any(n.startswith("backbone.") for n in changed)
+
+    pairs = model.ema_pairs()
+    for online, target in pairs:
+        assert all(p.grad is None and not p.requires_grad for p in target.parameters())
+        gap_before = distance(online, target)
+        reference = [p.detach().clone() for p in target.parameters()]
+        model.on_train_batch_end(None, None, 0)  # the base's EMA update
+        gap_after = distance(online, target)
+        assert gap_after < gap_before, (gap_before, gap_after)
+        assert any(not torch.equal(a, b) for a, b in zip(target.parameters(), reference))
+        # The target moved *towards* the online weights, by (1 - momentum) of the gap.
+        assert gap_after == pytest.approx(model.ema_momentum * gap_before, rel=1e-3)
+
+
+@torch.no_grad()
+def distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return float(sum((p - q).pow(2).sum() for p, q in zip(a.parameters(), b.parameters())) ** 0.5)
+
+
+@pytest.mark.parametrize("method,backbone", CASES)
+def test_method_trains_one_batch_through_the_cli_path(method, backbone, fmnist_small, tmp_path):
+    options = TINY_VIT if backbone.startswith("vit") else TINY_BACKBONE
+    run = selfsight.pretrain(fmnist_small.subset(range(64)), method, backbone, tmp_path,
+                             batch_size=32, max_steps=1, view_size=16, progress=False,
+                             backbone_options=options)
+    assert (run / "backbone.safetensors").is_file()
+    assert selfsight.load_backbone(run)(torch.zeros(2, 1, 16, 16)).shape[0] == 2
+
+
+def test_mae_rejects_a_cnn_backbone_before_loading_data():
+    with pytest.raises(ValueError, match="ViT"):
+        selfsight.pretrain("/nonexistent/folder", "mae", "resnet18")
