@@ -36,5 +36,6 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise TypeError(f"{where}: expected a number, got {value!r}") from None
     if isinstance(default, tuple):
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(type(d)(v) for d, v in zip(default, items, strict=True))
+        kind = type(default[0]) if default else float
+        return tuple(kind(v) for v in items)
     return value

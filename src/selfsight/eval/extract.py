@@ -23,6 +23,12 @@ def preprocess(images: torch.Tensor, backbone: Backbone) -> torch.Tensor:
     return (x - mean) / std
 
 
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast where it is fast: CUDA, and CPUs with oneDNN."""
+    enabled = device.type == "cuda" or torch.backends.mkldnn.is_available()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def extract_features(
     backbone: Backbone,
@@ -36,14 +42,13 @@ def extract_features(
     device = torch.device(device or next(backbone.parameters()).device)
     was_training = backbone.training
     backbone.eval().to(device)
-    use_bf16 = device.type == "cuda" or torch.backends.mkldnn.is_available()
     chunks = []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):
         batch = torch.from_numpy(np.array(images[start:start + batch_size]))  # writable copy
         x = preprocess(batch.permute(0, 3, 1, 2).to(device), backbone)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(device):
             feats = backbone(x).float()  # (B, D)
         chunks.append(F.normalize(feats, dim=1) if normalize else feats)
     backbone.train(was_training)

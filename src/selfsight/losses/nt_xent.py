@@ -8,11 +8,13 @@ import torch.nn.functional as F
 from selfsight.nn.distributed import gather, rank
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1,
+            per_image: bool = False) -> torch.Tensor:
     """Mean NT-Xent over the 2N views of a (global) batch.
 
     Each view's positive is the other view of its image; its negatives are the 2N - 2 other views
     in the batch, gathered from every process. z1, z2: (n, D) local embeddings of the two views.
+    With ``per_image`` the loss of each local image (mean of its two views), shape (n,).
     """
     n = z1.shape[0]
     local = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2n, D)
@@ -22,4 +24,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     idx = torch.arange(2 * n, device=local.device)
     logits[idx, offset + idx] = float("-inf")  # a view is not its own negative
     positive = offset + (idx + n) % (2 * n)
+    if per_image:
+        return F.cross_entropy(logits, positive, reduction="none").view(2, n).mean(0)
     return F.cross_entropy(logits, positive)

@@ -4,6 +4,8 @@ from selfsight.methods import (  # noqa: F401  (each module registers its method
     barlow_twins,
     byol,
     dino,
+    global_local,
+    hierarchical,
     mae,
     moco_v3,
     simclr,

@@ -32,8 +32,8 @@ class BarlowTwins(Method):
 
     @classmethod
     def default_config(cls, backbone: BackboneConfig) -> BarlowTwinsConfig:
-        if backbone.image_size <= 64:  # lightly's CIFAR setting: 2048-d projector
-            return cls.Config(proj_hidden_dim=2048, proj_dim=2048)
+        if backbone.image_size <= 64:  # an 8192-wide projector costs more than a small backbone
+            return cls.Config(proj_hidden_dim=1024, proj_dim=1024)
         return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -18,7 +18,7 @@ from timm.optim import Lars
 from torch import nn
 
 from selfsight.backbones import Backbone, BackboneConfig
-from selfsight.nn.distributed import rank
+from selfsight.nn.distributed import gather, rank
 from selfsight.nn.ema import ema_update
 from selfsight.nn.schedules import cosine, warmup_cosine
 from selfsight.views import MultiViewConfig, ViewPipeline
@@ -74,6 +74,9 @@ class Method(L.LightningModule):
         self.time_budget = time_budget
         self.elapsed_before = 0.0  # seconds trained before a resume
         self._fit_started = time.monotonic()
+        # A method that can, sets each image's loss here in compute_loss (important-sample
+        # sampling draws the next batches by it).
+        self.sample_losses: torch.Tensor | None = None
 
     # ----- what a method provides -------------------------------------------------------------
     @classmethod
@@ -142,10 +145,20 @@ class Method(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.name}: non-finite loss {loss.item()} at step "
                                      f"{self.global_step}; lower the learning rate?")
+        self.record_sample_losses(batch)
         self.log("loss", loss.detach(), prog_bar=True)
         for key, value in logs.items():
             self.log(key, value)
         return loss
+
+    def record_sample_losses(self, batch: dict[str, torch.Tensor]) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if getattr(data, "scores", None) is None:
+            return
+        if self.sample_losses is None:
+            raise ValueError(f"{self.name} does not report per-image losses; importance sampling "
+                             "needs a method that does (simclr, hierarchical)")
+        data.record_losses(gather(batch["index"]), gather(self.sample_losses.detach()))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         lr_scale = warmup_cosine(self.progress, 1.0, self.config.warmup, self.config.final_lr_ratio)

@@ -37,7 +37,7 @@ class BYOL(Method):
         if backbone.is_vit:
             return cls.Config(optimizer="adamw", lr=1.5e-4, weight_decay=0.1)
         if backbone.image_size <= 64:
-            return cls.Config(proj_hidden_dim=2048)
+            return cls.Config(proj_hidden_dim=1024)  # heads cost more than a small backbone
         return cls.Config()
 
     @classmethod

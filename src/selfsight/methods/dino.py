@@ -43,7 +43,8 @@ class DINO(Method):
     def default_config(cls, backbone: BackboneConfig) -> DINOConfig:
         small = backbone.image_size <= 64
         # Fewer prototypes and a faster teacher for small datasets and short runs.
-        extra: dict[str, Any] = {"out_dim": 4096, "ema_momentum": 0.99} if small else {}
+        extra: dict[str, Any] = {"out_dim": 4096, "hidden_dim": 1024, "ema_momentum": 0.99} \
+            if small else {}
         if backbone.is_vit:
             return cls.Config(optimizer="adamw", lr=5e-4, weight_decay=0.04,
                               weight_decay_end=0.4, **extra)

@@ -37,8 +37,8 @@ class MoCoV3(Method):
     def default_config(cls, backbone: BackboneConfig) -> MoCoV3Config:
         if backbone.is_vit:  # the reference ViT recipe: AdamW, lr 1.5e-4 per 256, wd 0.1
             return cls.Config(optimizer="adamw", lr=1.5e-4, weight_decay=0.1)
-        if backbone.image_size <= 64:  # narrower heads: 2x faster steps on CPU, same accuracy
-            return cls.Config(proj_hidden_dim=2048, pred_hidden_dim=2048)
+        if backbone.image_size <= 64:  # 4096-wide heads cost more than a small backbone
+            return cls.Config(proj_hidden_dim=1024, pred_hidden_dim=1024)
         return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -35,4 +35,6 @@ class SimCLR(Method):
 
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])  # (n, proj_dim) each
-        return nt_xent(z1, z2, self.config.temperature), {}
+        per_image = nt_xent(z1, z2, self.config.temperature, per_image=True)
+        self.sample_losses = per_image.detach()
+        return per_image.mean(), {}

@@ -40,6 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps; a checkpoint is also written at every epoch end
     log_every: int = 20
     knn_every: int = 0  # epochs between online kNN evaluations; 0 = off
+    importance: float = 0.0  # fraction of each batch drawn by the images' latest losses
     progress: bool = True
 
 
@@ -67,8 +68,10 @@ def fit(
 ) -> L.Trainer:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_step, ckpt_path = resume_step(run_dir, resume)
-    steps_per_epoch = len(images) // cfg.batch_size
-    if steps_per_epoch == 0:
+    if not 0 <= cfg.importance < 1:
+        raise ValueError(f"importance must be in [0, 1), got {cfg.importance}")
+    steps_per_epoch = len(images) // (cfg.batch_size - round(cfg.importance * cfg.batch_size))
+    if len(images) < cfg.batch_size:
         raise ValueError(f"{images.name}: {len(images)} images are fewer than one batch of "
                          f"{cfg.batch_size}; lower --batch-size")
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
@@ -93,7 +96,8 @@ def fit(
         default_root_dir=run_dir,
     )
     method.backbone.to(memory_format=torch.channels_last)
-    data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers)
+    data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers,
+                          cfg.importance)
     trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
     # The final state, also when the time budget stopped training mid-epoch.
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
