@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps")
     p.add_argument("--knn-every", type=int, default=0, help="online kNN every N epochs")
+    p.add_argument("--importance", type=float, default=0.0,
+                   help="fraction of each batch drawn by the images' latest losses "
+                        "(methods that report them: simclr, hierarchical)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="method option, e.g. --set temperature=0.1 (repeatable)")
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
                 strategy=args.strategy, precision=args.precision, seed=args.seed,
                 workers=args.workers, checkpoint_every=args.checkpoint_every,
-                knn_every=args.knn_every, progress=not args.no_progress)
+                knn_every=args.knn_every, importance=args.importance,
+                progress=not args.no_progress)
             from lightning.fabric.utilities.rank_zero import rank_zero_only
 
             if rank_zero_only.rank == 0:  # under DDP every process returns here
