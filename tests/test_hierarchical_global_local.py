@@ -16,7 +16,6 @@ from selfsight.api import backbone_config
 from selfsight.methods import get_method
 from selfsight.methods.global_local import PAIRS
 from selfsight.train.loader import StepBatchSampler
-
 from test_losses import naive_nt_xent
 
 TINY = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
@@ -111,7 +110,8 @@ def test_global_local_losses_match_references_and_release_flag_kills_the_local_g
     with torch.no_grad():
         m1, m2 = (model.momentum_projector(model.momentum_backbone(x)) for x in v[:2])
         n1, n2 = model.positive(m1), model.positive(m2)
-    expected_global = (naive_nt_xent(n1, p2.detach(), 0.5) + naive_nt_xent(n2, p1.detach(), 0.5)) / 2
+    expected_global = (naive_nt_xent(n1, p2.detach(), 0.5)
+                       + naive_nt_xent(n2, p1.detach(), 0.5)) / 2
     assert logs["loss_global"] == pytest.approx(expected_global, rel=1e-4)
     assert float(loss) == pytest.approx(6 * logs["loss_global"] + logs["loss_local"], rel=1e-5)
 
@@ -137,7 +137,7 @@ def test_important_samples_come_back_more_often_and_every_image_once_per_epoch()
     drawn = np.concatenate([b[15:] for b in batches])
     assert np.isin(drawn, np.arange(5)).mean() > 0.5  # 5% of images, most of the draws
     again = StepBatchSampler(100, 20, seed=3, scores=scores, importance=0.25, start_step=2)
-    assert list(again)[0] == batches[2]  # a pure function of the step and the scores
+    assert next(iter(again)) == batches[2]  # a pure function of the step and the scores
 
 
 def test_importance_sampling_trains_and_records_losses(fmnist_small, tmp_path):
