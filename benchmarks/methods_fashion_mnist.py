@@ -93,7 +93,7 @@ def mae_finetune(args: argparse.Namespace, out: Path) -> dict:
     """Fine-tuning accuracy from MAE's backbone and from the same ViT untrained, same recipe."""
     train, test = load_eval_sets("fashion-mnist", 28, 1)
     result = {}
-    for arm, backbone in (("mae", selfsight.load_backbone(out / "mae")),
+    for arm, backbone in (("mae", selfsight.load_backbone(out / "mae" / "selfsight")),
                           ("scratch", untrained(VIT, args, out)[0])):
         result[arm] = finetune(backbone, train.images, train.labels, test.images, test.labels,
                                epochs=args.finetune_epochs)

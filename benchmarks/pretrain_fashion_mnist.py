@@ -35,6 +35,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--view-size", type=int, default=DEFAULTS["view_size"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--backbone-set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--knn-every", type=int, default=0, help="online kNN every N epochs")
+    p.add_argument("--importance", type=float, default=0.0)
     p.add_argument("--compare", choices=["lightly"], default=None)
     p.add_argument("--lightly-workers", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/pretrain_fashion_mnist")
@@ -53,7 +55,9 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     selfsight.pretrain("fashion-mnist", args.method, args.backbone, run, epochs=100_000,
                        batch_size=args.batch_size, view_size=args.view_size,
                        options=key_values(args.set), backbone_options=key_values(args.backbone_set),
-                       time_budget=args.budget, accelerator="gpu" if device == "cuda" else "cpu")
+                       time_budget=args.budget, knn_every=args.knn_every,
+                       importance=args.importance,
+                       accelerator="gpu" if device == "cuda" else "cpu")
     wall = time.monotonic() - started
     records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     last = records[-1]

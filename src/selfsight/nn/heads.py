@@ -59,5 +59,8 @@ class DINOHead(nn.Module):
         magnitude.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1, eps=1e-6)
-        return self.last_layer(x)
+        x = F.normalize(self.mlp(x).float(), dim=-1, eps=1e-6)
+        # In fp32 even under bf16 autocast: the teacher divides these cosines by 0.04, and bf16's
+        # 8-bit mantissa would quantise its sharpened targets.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.last_layer(x)
