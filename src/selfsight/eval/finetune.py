@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
 from selfsight.eval.extract import autocast, preprocess
+from selfsight.nn.param_groups import decay_groups
 from selfsight.nn.schedules import warmup_cosine
 from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline
 
@@ -48,11 +49,8 @@ def finetune(
     model = copy.deepcopy(backbone).to(device).train()
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     head = nn.Linear(model.dim, num_classes).to(device)
-    params = list(model.parameters()) + list(head.parameters())
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(decay_groups([*model.parameters(), *head.parameters()],
+                                         weight_decay), lr=lr)
     views = ViewPipeline(MultiViewConfig(views=[ViewConfig(
         size=cfg.image_size, scale=(0.5, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)]),
         cfg.mean, cfg.std)

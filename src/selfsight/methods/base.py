@@ -20,6 +20,7 @@ from torch import nn
 from selfsight.backbones import Backbone, BackboneConfig
 from selfsight.nn.distributed import gather, rank
 from selfsight.nn.ema import ema_update
+from selfsight.nn.param_groups import decay_groups
 from selfsight.nn.schedules import cosine, warmup_cosine
 from selfsight.views import MultiViewConfig, ViewPipeline
 
@@ -178,15 +179,7 @@ class Method(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.config
         lr = cfg.lr * self.batch_size / 256
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                # Norm weights and biases are 1-d: no weight decay, no LARS adaptation.
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay, "base_lr": lr},
-            {"params": no_decay, "weight_decay": 0.0, "base_lr": lr},
-        ]
+        groups = decay_groups(self.parameters(), cfg.weight_decay, base_lr=lr)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
         if cfg.optimizer == "adamw":
