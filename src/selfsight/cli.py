@@ -21,11 +21,8 @@ def _key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_pretrain(sub: argparse._SubParsersAction) -> None:
     from selfsight.methods import list_methods
-
-    parser = argparse.ArgumentParser(prog="selfsight", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone on unlabeled images")
     p.add_argument("data", nargs="?", default="fashion-mnist",
@@ -59,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view-set", action="append", metavar="KEY=VALUE",
                    help="view option for every view, e.g. --view-set scale=0.4,1.0")
     p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_pretrain)
 
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="kNN and linear probe of a run's backbone")
     e.add_argument("run", help="run folder with backbone.safetensors")
     e.add_argument("--data", default="fashion-mnist",
@@ -68,9 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-linear", action="store_true")
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(handler=run_evaluate)
 
+
+def add_list(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list methods or backbones")
     ls.add_argument("what", choices=["methods", "backbones"])
+    ls.set_defaults(handler=run_list)
+
+
+# One (add_X, run_X) pair per command: a new command adds its pair and one entry here.
+COMMANDS = [add_pretrain, add_evaluate, add_list]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -88,44 +103,56 @@ def summary_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_list(args: argparse.Namespace) -> int:
     import selfsight
 
-    if args.command == "list":
-        items = selfsight.list_methods() if args.what == "methods" else selfsight.list_backbones()
-        width = max(map(len, items))
-        for name, text in items.items():
-            print(f"{name:<{width}}  {text}")
-        if args.what == "backbones":
-            print("(any other timm model name works too)")
-        return 0
-    try:
-        if args.command == "pretrain":
-            devices = args.devices if args.devices == "auto" else int(args.devices)
-            run = selfsight.pretrain(
-                args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
-                image_size=args.image_size, view_size=args.view_size,
-                options=_key_values(args.set, "--set"),
-                backbone_options=_key_values(args.backbone_set, "--backbone-set"),
-                view_options=_key_values(args.view_set, "--view-set"),
-                resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
-                accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
-                strategy=args.strategy, precision=args.precision, seed=args.seed,
-                workers=args.workers, checkpoint_every=args.checkpoint_every,
-                knn_every=args.knn_every, importance=args.importance,
-                progress=not args.no_progress)
-            from lightning.fabric.utilities.rank_zero import rank_zero_only
+    items = selfsight.list_methods() if args.what == "methods" else selfsight.list_backbones()
+    width = max(map(len, items))
+    for name, text in items.items():
+        print(f"{name:<{width}}  {text}")
+    if args.what == "backbones":
+        print("(any other timm model name works too)")
+    return 0
 
-            if rank_zero_only.rank == 0:  # under DDP every process returns here
-                print(f"run folder: {run}")
-            return 0
-        result = selfsight.evaluate(args.run, args.data, labels=args.labels,
-                                    linear=not args.no_linear, device=args.device,
-                                    progress=not args.no_progress)
-        print(summary_table(result))
-        print(f"written to {args.run}/eval/")
-        return 0
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    import selfsight
+
+    devices = args.devices if args.devices == "auto" else int(args.devices)
+    run = selfsight.pretrain(
+        args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
+        image_size=args.image_size, view_size=args.view_size,
+        options=_key_values(args.set, "--set"),
+        backbone_options=_key_values(args.backbone_set, "--backbone-set"),
+        view_options=_key_values(args.view_set, "--view-set"),
+        resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
+        accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, precision=args.precision, seed=args.seed,
+        workers=args.workers, checkpoint_every=args.checkpoint_every,
+        knn_every=args.knn_every, importance=args.importance,
+        progress=not args.no_progress)
+    if rank_zero_only.rank == 0:  # under DDP every process returns here
+        print(f"run folder: {run}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import selfsight
+
+    result = selfsight.evaluate(args.run, args.data, labels=args.labels,
+                                linear=not args.no_linear, device=args.device,
+                                progress=not args.no_progress)
+    print(summary_table(result))
+    print(f"written to {args.run}/eval/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"selfsight: error: {err}", file=sys.stderr)
         return 2
