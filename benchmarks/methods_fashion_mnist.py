@@ -63,7 +63,8 @@ def untrained(name: str, args: argparse.Namespace, out: Path) -> tuple[Backbone,
     result_file = run / "eval" / "fashion-mnist.json"
     if result_file.is_file():
         return backbone, json.loads(result_file.read_text())
-    return backbone, selfsight.evaluate(run, pixels=False, progress=False, device="cpu")
+    return backbone, selfsight.evaluate(run, pixels=False, full=False, progress=False,
+                                          device="cpu")
 
 
 def main() -> None:

@@ -65,7 +65,8 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
               "images_per_sec": round(last["images_seen"] / last["elapsed"], 1),
               "epochs": round(last["images_seen"] / 60_000, 3), "steps": last["step"],
               "final_loss": last["loss"], "wall_seconds_with_setup": round(wall, 1)}
-    result.update(selfsight.evaluate(run, progress=False, device=device, pixels=False))
+    result.update(selfsight.evaluate(run, progress=False, device=device, pixels=False,
+                                     full=False))
     return result
 
 
@@ -78,7 +79,7 @@ def lightly_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     cfg = backbone_config(args.backbone, 1, 28, key_values(args.backbone_set))
     result = train_lightly(train.images, cfg, args.budget, args.batch_size, out / "lightly",
                            workers=args.lightly_workers, device=device)
-    result.update(selfsight.evaluate(out / "lightly", progress=False, device=device,
+    result.update(selfsight.evaluate(out / "lightly", progress=False, device=device, full=False,
                                      pixels=False))
     return result
 

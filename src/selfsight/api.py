@@ -1,4 +1,4 @@
-"""The public verbs: ``pretrain`` and ``evaluate`` (the CLI calls exactly these)."""
+"""The public verbs: ``pretrain``, ``evaluate`` and ``drift`` (the CLI calls exactly these)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from selfsight.config import config_from_dict
 from selfsight.data import FASHION_MNIST, ImageSet, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
+from selfsight.eval.drift import drift_score
+from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
+from selfsight.eval.suite import evaluation_sections
 from selfsight.methods import get_method
 from selfsight.train.fit import TrainConfig, fit
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig, default_stats
@@ -195,13 +198,22 @@ def evaluate(
     temperature: float = 0.1,
     linear: bool = True,
     pixels: bool = True,
+    full: bool = True,
+    label_fractions: tuple[float, ...] | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    recipe: FinetuneRecipe | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """kNN (and linear probe) of a run's frozen backbone; written to RUN/eval/<data>.json."""
+    """Evaluate a run's frozen backbone; written to ``RUN/eval/<data>.json``.
+
+    Always kNN (and the linear probe); with ``full`` also a kNN sweep, few-shot, clustering,
+    robustness, per-class coverage, near-duplicates and inference cost, plus the test features
+    and predictions (``<data>_predictions.npz``); with ``label_fractions`` the label-efficiency
+    A/B against training from scratch (``<data>_label_efficiency.json``)."""
     run = Path(run)
     backbone = load_backbone(run)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = backbone.config
     train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
     started = time.perf_counter()
@@ -218,10 +230,50 @@ def evaluate(
     if pixels:
         baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
-    result["eval_seconds"] = round(time.perf_counter() - started, 1)
     name = FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+    out = run / "eval"
+    out.mkdir(exist_ok=True)
+    if full:
+        sections, predictions = evaluation_sections(backbone, train, test, train_f, test_f,
+                                                     device, pixels, progress)
+        sections["compute"]["train_images_per_sec"] = training_throughput(run)
+        result.update(sections)
+        np.savez_compressed(out / f"{name}_predictions.npz", **predictions)
+    result["eval_seconds"] = round(time.perf_counter() - started, 1)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    if label_fractions:
+        study = label_efficiency(backbone, train, test, tuple(label_fractions), tuple(seeds),
+                                 recipe, device, progress)
+        (out / f"{name}_label_efficiency.json").write_text(json.dumps(study, indent=2))
+        result["label_efficiency"] = study
+    return result
+
+
+def training_throughput(run: Path) -> float | None:
+    """Images/s of the run's last logged training step (None without metrics.jsonl)."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rates = [json.loads(line).get("images_per_sec") for line in path.read_text().splitlines()
+             if line.strip()]
+    rates = [r for r in rates if r]
+    return rates[-1] if rates else None
+
+
+def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200,
+          device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Embedding drift between two image sets (e.g. last month's and this month's images) in the
+    run's feature space: MMD^2 and a permutation p-value; written to ``RUN/eval/drift.json``."""
+    run = Path(run)
+    backbone = load_backbone(run)
+    cfg = backbone.config
+    feats = [extract_features(backbone, load_images(d, size=cfg.image_size,
+                                                    channels=cfg.in_chans).images,
+                              device=device, progress=progress) for d in (reference, current)]
+    result = {"reference": str(reference), "current": str(current),
+              **drift_score(*feats, permutations=permutations)}
     (run / "eval").mkdir(exist_ok=True)
-    (run / "eval" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (run / "eval" / "drift.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -24,11 +24,16 @@ def knn_predict(
     for start in range(0, len(queries), chunk):
         sim = queries[start:start + chunk] @ bank.T  # (q, N)
         top_sim, top_idx = sim.topk(k, dim=1)  # (q, k)
-        weights = (top_sim / temperature).exp()
-        votes = torch.zeros(len(sim), num_classes, dtype=weights.dtype)
-        votes.scatter_add_(1, bank_labels[top_idx], weights)
-        scores.append(votes)
+        scores.append(knn_votes(top_sim, bank_labels[top_idx], temperature, num_classes))
     return torch.cat(scores)
+
+
+def knn_votes(top_sim: torch.Tensor, top_labels: torch.Tensor, temperature: float,
+              num_classes: int) -> torch.Tensor:
+    """(q, C) class scores from the neighbours' similarities and labels, both (q, k)."""
+    weights = (top_sim / temperature).exp()
+    votes = torch.zeros(len(top_sim), num_classes, dtype=weights.dtype)
+    return votes.scatter_add_(1, top_labels, weights)
 
 
 def knn_accuracy(

@@ -1,0 +1,122 @@
+"""How many labels pretraining saves: an A/B comparison of fine-tuning the pretrained backbone
+against training the same architecture from scratch, with the same recipe and budget, on
+stratified label subsets; plus a linear probe on the same subsets (the transfer-efficiency
+protocol of e.g. Hénaff et al., 2020, "Data-efficient image recognition with CPC")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from selfsight.backbones import Backbone
+from selfsight.data import ImageSet
+from selfsight.eval.extract import extract_features
+from selfsight.eval.finetune import finetune
+from selfsight.eval.linear import linear_probe
+
+
+@dataclass
+class FinetuneRecipe:
+    """One recipe for both arms. Steps = max(min_steps, epochs * labelled images / batch):
+    small subsets get more epochs so neither arm is starved of updates."""
+
+    epochs: float = 2.0
+    min_steps: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+
+    def steps(self, images: int) -> int:
+        return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
+
+
+def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of ``fraction`` of each class of ``labels`` (at least one per class),
+    drawn with ``seed``."""
+    labels = np.asarray(labels)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        picks.append(rng.choice(members, max(1, round(fraction * len(members))), replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def savings_factor(fractions: list[float], pretrained: list[float],
+                   target: float) -> tuple[float | None, str]:
+    """How many times fewer labels the pretrained arm needs to reach ``target`` (the scratch
+    arm's accuracy with all labels): accuracy is interpolated linearly in log(fraction) between
+    the measured fractions, and the factor is 1 / the fraction where it crosses ``target``."""
+    order = np.argsort(fractions)
+    f, acc = np.asarray(fractions, float)[order], np.asarray(pretrained, float)[order]
+    if acc[0] >= target:
+        return 1 / f[0], (f"pretrained already matches scratch@100% ({target:.4f}) at the "
+                          f"smallest fraction {f[0]:g}: the factor is a lower bound")
+    for i in range(1, len(f)):
+        if acc[i] >= target:
+            t = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
+            crossing = math.exp(math.log(f[i - 1]) + t * (math.log(f[i]) - math.log(f[i - 1])))
+            return 1 / crossing, (f"pretrained reaches scratch@100% ({target:.4f}) at "
+                                  f"{crossing:.4f} of the labels (linear in log fraction "
+                                  f"between {f[i - 1]:g} and {f[i]:g})")
+    return None, (f"pretrained does not reach scratch@100% ({target:.4f}) at any measured "
+                  "fraction")
+
+
+def label_efficiency(
+    backbone: Backbone,
+    train: ImageSet,
+    test: ImageSet,
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    recipe: FinetuneRecipe | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Top-1 per arm (pretrained fine-tune, scratch, linear probe), fraction and seed; mean, std
+    and the label savings factor. The seed picks the subset and initialises the scratch model."""
+    recipe = recipe or FinetuneRecipe()
+    train_f = extract_features(backbone, train.images, device=device, progress=progress)
+    test_f = extract_features(backbone, test.images, device=device, progress=progress)
+    arms: dict[str, dict[str, list[float]]] = {"pretrained": {}, "scratch": {}, "linear": {}}
+    for fraction in fractions:
+        key = str(fraction)
+        for seed in seeds:
+            index = stratified_subset(train.labels, fraction, seed)
+            images, labels = train.images[index], train.labels[index]
+            epochs = recipe.steps(len(index)) * min(recipe.batch_size, len(index)) / len(index)
+            torch.manual_seed(seed)
+            scratch = Backbone(backbone.config)
+            for arm, model in (("pretrained", backbone), ("scratch", scratch)):
+                result = finetune(model, images, labels, test.images, test.labels, epochs,
+                                  recipe.batch_size, recipe.lr, recipe.weight_decay, seed,
+                                  device, progress)
+                arms[arm].setdefault(key, []).append(round(result["finetune_top1"], 4))
+            probe = linear_probe(train_f[index], torch.as_tensor(labels), test_f,
+                                 torch.as_tensor(test.labels))
+            arms["linear"].setdefault(key, []).append(round(probe["linear_top1"], 4))
+    mean = {arm: {k: round(float(np.mean(v)), 4) for k, v in runs.items()}
+            for arm, runs in arms.items()}
+    std = {arm: {k: round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 4)
+                 for k, v in runs.items()} for arm, runs in arms.items()}
+    full = str(max(fractions))
+    factor, note = savings_factor(list(fractions), [mean["pretrained"][str(f)] for f in fractions],
+                                  mean["scratch"][full])
+    if max(fractions) < 1:
+        note += f" (the scratch reference is its accuracy at {full}, the largest fraction run)"
+    return {"fractions": list(fractions), "seeds": list(seeds),
+            "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
+                       f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
+                       "labelled images / batch); linear: standardised frozen features, "
+                       "L-BFGS"),
+            "train_images": len(train), "test_images": len(test),
+            "arms": arms, "mean": mean, "std": std,
+            "savings_factor": None if factor is None else round(factor, 2),
+            "savings_note": note}

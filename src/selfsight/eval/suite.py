@@ -1,0 +1,88 @@
+"""The full evaluation of a frozen backbone beyond kNN and the linear probe: the sections of
+``RUN/eval/<name>.json`` that the report draws (schema in each function's result)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from selfsight.backbones import Backbone
+from selfsight.data import ImageSet
+from selfsight.eval.clustering import cluster_metrics
+from selfsight.eval.drift import near_duplicates, per_class
+from selfsight.eval.extract import extract_features, preprocess
+from selfsight.eval.knn import knn_predict
+from selfsight.eval.probes import few_shot, knn_sweep
+from selfsight.eval.robustness import corruption_accuracy
+
+FEW_SHOT_SETTINGS = ((5, 1), (5, 5), (10, 5))
+
+
+def evaluation_sections(
+    backbone: Backbone,
+    train: ImageSet,
+    test: ImageSet,
+    train_f: torch.Tensor,
+    test_f: torch.Tensor,
+    device: torch.device,
+    pixels: bool = True,
+    progress: bool = True,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """(sections, predictions): kNN sweep, few-shot, clustering, robustness, per-class
+    coverage, near-duplicates and inference cost; predictions = test features, labels, kNN."""
+    y_train, y_test = torch.as_tensor(train.labels).long(), torch.as_tensor(test.labels).long()
+    classes = int(max(y_train.max(), y_test.max())) + 1
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        feats = extract_features(backbone, images, device=device, progress=False)
+        return knn_predict(train_f, y_train, feats, 20, 0.1, classes).argmax(1).numpy()
+
+    predicted = knn_predict(train_f, y_train, test_f, 20, 0.1, classes).argmax(1).numpy()
+    sections: dict = {
+        "knn_sweep": knn_sweep(train_f, y_train, test_f, y_test),
+        "few_shot": [few_shot(test_f, y_test, n, k) for n, k in FEW_SHOT_SETTINGS
+                     if n <= len(y_test.unique())],
+        "clustering": cluster_metrics(torch.cat([train_f, test_f]).numpy(),
+                                      np.concatenate([train.labels, test.labels])),
+        "robustness": {"classifier": "kNN (k=20, T=0.1) with the clean training features",
+                       **corruption_accuracy(classify, np.asarray(test.images), test.labels)},
+        "per_class": per_class(train.labels, test.labels, predicted, test.classes),
+        "near_duplicates": {**near_duplicates(test_f, train_f),
+                            "test_pairs": near_duplicates(test_f)["pairs"],
+                            "note": "test images with a training image at cosine >= threshold;"
+                                    " test_pairs: pairs within the test split"},
+        "compute": inference_cost(backbone, np.asarray(test.images[:512]), device),
+    }
+    if pixels:
+        flat = np.asarray(np.concatenate([train.images, test.images]), np.float32)
+        sections["clustering"]["pixels"] = cluster_metrics(
+            flat.reshape(len(flat), -1) / 255, np.concatenate([train.labels, test.labels]),
+            n_init=3)
+    predictions = {"test_features": test_f.numpy().astype(np.float16),
+                   "test_labels": test.labels.astype(np.int64), "knn_pred": predicted}
+    return sections, predictions
+
+
+@torch.no_grad()
+def inference_cost(backbone: Backbone, images: np.ndarray, device: torch.device,
+                   repeats: int = 20) -> dict:
+    """Median latency of one image, and per image in a batch, features only (no I/O)."""
+    backbone.eval().to(device)
+    x = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device), backbone)
+
+    def median_seconds(batch: torch.Tensor) -> float:
+        backbone(batch)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            backbone(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    return {"device": str(device), "dtype": "float32", "batch_size": len(x),
+            "latency_ms_batch1": round(1000 * median_seconds(x[:1]), 3),
+            "inference_ms_per_image": round(1000 * median_seconds(x) / len(x), 4)}

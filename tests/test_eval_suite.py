@@ -1,0 +1,114 @@
+"""The evaluation suite against slow, obviously correct references and planted structure."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfsight.eval.clustering import cluster_accuracy, cluster_metrics
+from selfsight.eval.drift import drift_score, near_duplicates, per_class
+from selfsight.eval.knn import knn_accuracy
+from selfsight.eval.label_efficiency import savings_factor, stratified_subset
+from selfsight.eval.probes import few_shot, knn_sweep
+from selfsight.eval.robustness import SEVERITIES, corrupt
+
+
+def test_cluster_accuracy_is_the_best_permutation():
+    rng = np.random.default_rng(0)
+    labels, clusters = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    best = max(np.mean(np.array(perm)[clusters] == labels)
+               for perm in itertools.permutations(range(4)))
+    assert cluster_accuracy(labels, clusters) == pytest.approx(best)
+
+
+def test_kmeans_recovers_planted_clusters():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 16)) * 10
+    labels = rng.integers(0, 5, 500)
+    result = cluster_metrics(centers[labels] + rng.normal(size=(500, 16)), labels)
+    assert result["accuracy"] == 1.0 and result["nmi"] == pytest.approx(1.0)
+
+
+def test_knn_sweep_matches_knn_accuracy_at_every_setting():
+    gen = torch.Generator().manual_seed(0)
+    bank = F.normalize(torch.randn(400, 8, generator=gen), dim=1)
+    queries = F.normalize(torch.randn(100, 8, generator=gen), dim=1)
+    bank_y, query_y = (bank[:, 0] > 0).long() + (bank[:, 1] > 0), (queries[:, 0] > 0).long()
+    sweep = knn_sweep(bank, bank_y, queries, query_y, ks=(1, 7, 50), temperatures=(0.05, 0.5),
+                      chunk=33)
+    for i, k in enumerate(sweep["ks"]):
+        for j, t in enumerate(sweep["temperatures"]):
+            ref = knn_accuracy(bank, bank_y, queries, query_y, (k,), t)[f"knn_k{k}"]
+            assert sweep["top1"][i][j] == pytest.approx(ref, abs=1e-4)
+
+
+def test_few_shot_separable_and_chance():
+    labels = torch.arange(10).repeat_interleave(40)
+    separable = F.one_hot(labels, 10).float() + 0.01 * torch.randn(400, 10)
+    assert few_shot(F.normalize(separable, dim=1), labels, 5, 1, episodes=50)["mean"] == 1.0
+    noise = few_shot(F.normalize(torch.randn(400, 32), dim=1), labels, 5, 1, episodes=300)
+    assert abs(noise["mean"] - 0.2) < 3 * noise["ci95"] + 0.02
+    with pytest.raises(ValueError, match="11-way"):
+        few_shot(separable, labels, 11, 1)
+
+
+def test_corruptions_keep_shape_grow_with_severity_and_are_seeded(fmnist_small):
+    images = fmnist_small.images[:64]
+    for name in SEVERITIES:
+        change = [np.abs(corrupt(images, name, s).astype(int) - images).mean() for s in (1, 3, 5)]
+        out = corrupt(images, name, 2)
+        assert out.shape == images.shape and out.dtype == np.uint8
+        assert change[0] < change[1] < change[2], name
+        assert np.array_equal(out, corrupt(images, name, 2))
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(images, "fog", 1)
+
+
+def test_near_duplicates_match_brute_force():
+    gen = torch.Generator().manual_seed(1)
+    x = F.normalize(torch.randn(50, 6, generator=gen), dim=1)
+    x[30], x[41] = x[3], F.normalize(x[7] + 1e-3, dim=0)
+    found = near_duplicates(x, threshold=0.999, chunk=16)
+    brute = [(i, j) for i in range(50) for j in range(i + 1, 50) if x[i] @ x[j] >= 0.999]
+    assert found["pairs"] == len(brute) == 2
+    assert sorted((i, j) for i, j, _ in found["examples"]) == sorted(brute)
+    against = near_duplicates(x[:10], x[10:], threshold=0.999)
+    assert sorted((i, j) for i, j, _ in against["examples"]) == [(3, 20), (7, 31)]
+
+
+def test_drift_score_detects_a_shift_and_not_a_resample():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 8, generator=gen), torch.randn(300, 8, generator=gen)
+    same = drift_score(a, b, permutations=100)
+    shifted = drift_score(a, b + 0.5, permutations=100)
+    assert same["p_value"] > 0.05 and shifted["p_value"] < 0.02
+    assert shifted["mmd2"] > shifted["null_mmd2_95"] > same["mmd2"] - 1
+
+
+def test_per_class_counts_accuracy_confusion():
+    out = per_class(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), np.array([0, 1, 0, 2]))
+    assert out["train_counts"] == [2, 1, 1] and out["test_counts"] == [1, 2, 1]
+    assert out["accuracy"] == [1.0, 0.5, 1.0]
+    assert out["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def test_stratified_subset_keeps_class_proportions():
+    labels = np.repeat(np.arange(10), [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+    index = stratified_subset(labels, 0.1, seed=0)
+    assert len(index) == 550 and np.all(np.diff(index) > 0)
+    assert np.allclose(np.bincount(labels[index]), np.bincount(labels) * 0.1, atol=1)
+    assert not np.array_equal(index, stratified_subset(labels, 0.1, seed=1))
+    assert set(labels[stratified_subset(labels, 0.0001, 0)]) == set(range(10))
+    assert len(stratified_subset(labels, 1.0, 0)) == len(labels)
+
+
+def test_savings_factor_interpolates_in_log_fraction():
+    factor, _ = savings_factor([0.01, 0.1, 1.0], [0.70, 0.80, 0.90], target=0.75)
+    assert factor == pytest.approx(1 / math.sqrt(0.01 * 0.1))
+    bound, note = savings_factor([0.01, 0.1, 1.0], [0.91, 0.92, 0.93], target=0.90)
+    assert bound == pytest.approx(100) and "lower bound" in note
+    none, _ = savings_factor([0.01, 1.0], [0.5, 0.6], target=0.9)
+    assert none is None
