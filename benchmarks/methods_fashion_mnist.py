@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.api import backbone_config, load_eval_sets
+from selfsight.api import backbone_config
 from selfsight.backbones import Backbone
+from selfsight.data import load_eval_sets
 from selfsight.eval import finetune
 from selfsight.methods import get_method, list_methods
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.api import backbone_config, load_eval_sets, parse_value, pixel_knn
+from selfsight.api import backbone_config, parse_value, pixel_knn
+from selfsight.data import load_eval_sets
 
 # The default CPU recipe (see BENCHMARKS.md for why).
 DEFAULTS = {"method": "simclr", "backbone": "resnet18_cpu", "batch_size": 256, "view_size": 20}

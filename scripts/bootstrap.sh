@@ -13,6 +13,13 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
+# Headless Chromium renders and checks `selfsight report` pages in the tests.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[bootstrap] installing Debian package chromium"
+  sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq chromium >/dev/null
+fi
+
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv"

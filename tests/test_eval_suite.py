@@ -71,11 +71,16 @@ def test_near_duplicates_match_brute_force():
     gen = torch.Generator().manual_seed(1)
     x = F.normalize(torch.randn(50, 6, generator=gen), dim=1)
     x[30], x[41] = x[3], F.normalize(x[7] + 1e-3, dim=0)
-    found = near_duplicates(x, threshold=0.999, chunk=16)
-    brute = [(i, j) for i in range(50) for j in range(i + 1, 50) if x[i] @ x[j] >= 0.999]
+    found = near_duplicates(x, relative=0.25, chunk=16)
+    nearest = torch.tensor([max(float(x[i] @ x[j]) for j in range(50) if j != i)
+                            for i in range(50)])
+    typical = (2 - 2 * nearest).clamp_min(0).sqrt().median()
+    threshold = 1 - (0.25 * typical) ** 2 / 2
+    brute = [(i, j) for i in range(50) for j in range(i + 1, 50) if x[i] @ x[j] >= threshold]
+    assert found["threshold"] == pytest.approx(float(threshold), abs=1e-5)
     assert found["pairs"] == len(brute) == 2
     assert sorted((i, j) for i, j, _ in found["examples"]) == sorted(brute)
-    against = near_duplicates(x[:10], x[10:], threshold=0.999)
+    against = near_duplicates(x[:10], x[10:])
     assert sorted((i, j) for i, j, _ in against["examples"]) == [(3, 20), (7, 31)]
 
 

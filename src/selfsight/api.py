@@ -22,7 +22,7 @@ from selfsight.backbones import (
     resolve_alias,
 )
 from selfsight.config import config_from_dict
-from selfsight.data import FASHION_MNIST, ImageSet, load_images
+from selfsight.data import FASHION_MNIST, ImageSet, load_eval_sets, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
@@ -166,28 +166,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def load_eval_sets(data: Any, size: int, channels: int,
-                   labels: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
-    """(train, test) labelled sets: Fashion-MNIST's splits, a folder's train/ and test/, or a
-    single labelled folder split 80/20, stratified, with a fixed seed."""
-    train = load_images(data, split="train", size=size, channels=channels, labels=labels)
-    try:
-        test = load_images(data, split="test", size=size, channels=channels, labels=labels)
-    except ValueError:  # no test split: hold out 20% of the one labelled set
-        from sklearn.model_selection import train_test_split
-
-        both = train
-        if both.labels is None:
-            raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
-                             "file,label) to evaluate with") from None
-        train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
-                                               stratify=both.labels, random_state=0)
-        return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
-    if train.labels is None or test.labels is None:
-        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
-    return train, test
 
 
 def evaluate(

@@ -24,6 +24,7 @@ __all__ = [
     "FASHION_MNIST",
     "ImageSet",
     "from_arrays",
+    "load_eval_sets",
     "load_fashion_mnist",
     "load_folder",
     "load_images",
@@ -106,3 +107,25 @@ def _describe(data: Any) -> str:
     if isinstance(data, (str, os.PathLike)):
         return f"{str(data)!r} (not an existing directory)"
     return f"a {type(data).__name__}"
+
+
+def load_eval_sets(data: Any, size: int, channels: int,
+                   labels: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) labelled sets: Fashion-MNIST's splits, a folder's train/ and test/, or a
+    single labelled folder split 80/20, stratified, with a fixed seed."""
+    train = load_images(data, split="train", size=size, channels=channels, labels=labels)
+    try:
+        test = load_images(data, split="test", size=size, channels=channels, labels=labels)
+    except ValueError:  # no test split: hold out 20% of the one labelled set
+        from sklearn.model_selection import train_test_split
+
+        both = train
+        if both.labels is None:
+            raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
+                             "file,label) to evaluate with") from None
+        train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
+                                               stratify=both.labels, random_state=0)
+        return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
+    if train.labels is None or test.labels is None:
+        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
+    return train, test

@@ -24,25 +24,52 @@ def per_class(train_labels: np.ndarray, test_labels: np.ndarray, predicted: np.n
 
 
 def near_duplicates(queries: torch.Tensor, bank: torch.Tensor | None = None,
-                    threshold: float = 0.99, chunk: int = 2048,
+                    relative: float = 0.25, chunk: int = 2048,
                     max_examples: int = 20) -> dict:
-    """Pairs with cosine similarity >= ``threshold`` (features L2-normalised).
+    """Pairs much closer than is usual in this feature space (features L2-normalised).
 
-    With ``bank`` None, pairs within ``queries`` (each unordered pair once); otherwise each
-    query against the bank (e.g. test images that also sit in the training set)."""
+    A pair is a near-duplicate when its distance is below ``relative`` times the median
+    nearest-neighbour distance of the queries: self-supervised features crowd together (typical
+    neighbours sit at cosine 0.98), so a fixed cosine threshold would mean something different
+    for every model. With ``bank`` None, pairs within ``queries`` (each unordered pair once);
+    otherwise each query against the bank (e.g. test images that also sit in the training set).
+    """
     within = bank is None
     bank = queries if within else bank
-    count, examples = 0, []
-    for start in range(0, len(queries), chunk):
+
+    def similarities(start: int) -> torch.Tensor:
         sim = queries[start:start + chunk] @ bank.T  # (q, N)
-        if within:  # keep j > i only
+        if within:  # keep j > i only: each pair once, never an item with itself
             rows = torch.arange(start, start + len(sim)).unsqueeze(1)
             sim = sim.masked_fill(torch.arange(len(bank)).unsqueeze(0) <= rows, -1)
+        return sim
+
+    starts = range(0, len(queries), chunk)
+    if within:  # the nearest other item in either direction: the full row, minus itself
+        nearest = torch.cat([_nearest_other(queries, s, chunk) for s in starts])
+    else:
+        nearest = torch.cat([similarities(s).max(1).values for s in starts])
+    typical = (2 - 2 * nearest.clamp(max=1)).clamp_min(0).sqrt().median()
+    threshold = float(1 - (relative * typical) ** 2 / 2)  # distance -> cosine similarity
+    count, best = 0, {}  # best: query -> (similarity, its closest partner)
+    for start in starts:
+        sim = similarities(start)
         hits = torch.nonzero(sim >= threshold)
         count += len(hits)
-        for i, j in hits[:max(0, max_examples - len(examples))].tolist():
-            examples.append([start + i, j, round(float(sim[i, j]), 4)])
-    return {"threshold": threshold, "pairs": count, "examples": examples}
+        for i, j in hits.tolist():
+            best[start + i] = max(best.get(start + i, (-1.0, -1)), (float(sim[i, j]), j))
+    ranked = sorted(best.items(), key=lambda item: -item[1][0])[:max_examples]
+    examples = [[i, j, round(v, 5)] for i, (v, j) in ranked]  # most similar first
+    return {"relative": relative, "median_neighbour_distance": round(float(typical), 5),
+            "threshold": round(threshold, 6), "pairs": count, "examples": examples}
+
+
+def _nearest_other(x: torch.Tensor, start: int, chunk: int) -> torch.Tensor:
+    """Similarity of each of x[start:start + chunk] to its nearest other row of x."""
+    sim = x[start:start + chunk] @ x.T  # (q, N)
+    rows = torch.arange(len(sim))
+    sim[rows, rows + start] = -1
+    return sim.max(1).values
 
 
 def drift_score(reference: torch.Tensor, current: torch.Tensor, max_items: int = 2000,

@@ -32,7 +32,7 @@ def evaluation_sections(
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """(sections, predictions): kNN sweep, few-shot, clustering, robustness, per-class
     coverage, near-duplicates and inference cost; predictions = test features, labels, kNN."""
-    y_train, y_test = torch.as_tensor(train.labels).long(), torch.as_tensor(test.labels).long()
+    y_train, y_test = torch.tensor(train.labels).long(), torch.tensor(test.labels).long()
     classes = int(max(y_train.max(), y_test.max())) + 1
 
     def classify(images: np.ndarray) -> np.ndarray:
@@ -51,18 +51,27 @@ def evaluation_sections(
         "per_class": per_class(train.labels, test.labels, predicted, test.classes),
         "near_duplicates": {**near_duplicates(test_f, train_f),
                             "test_pairs": near_duplicates(test_f)["pairs"],
-                            "note": "test images with a training image at cosine >= threshold;"
-                                    " test_pairs: pairs within the test split"},
+                            "note": "pairs: test images with a training image closer than "
+                                    "relative x the median neighbour distance; test_pairs: "
+                                    "pairs within the test split"},
         "compute": inference_cost(backbone, np.asarray(test.images[:512]), device),
     }
     if pixels:
-        flat = np.asarray(np.concatenate([train.images, test.images]), np.float32)
         sections["clustering"]["pixels"] = cluster_metrics(
-            flat.reshape(len(flat), -1) / 255, np.concatenate([train.labels, test.labels]),
-            n_init=3)
+            pixel_vectors(np.concatenate([train.images, test.images])),
+            np.concatenate([train.labels, test.labels]), n_init=1)
     predictions = {"test_features": test_f.numpy().astype(np.float16),
                    "test_labels": test.labels.astype(np.int64), "knn_pred": predicted}
     return sections, predictions
+
+
+def pixel_vectors(images: np.ndarray, size: int = 28) -> np.ndarray:
+    """uint8 (N, H, W, C) -> (N, size * size * C) floats in [0, 1]: the raw-pixel baseline,
+    downsampled so k-means on large images stays cheap."""
+    x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255
+    if x.shape[-1] > size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    return x.flatten(1).numpy()
 
 
 @torch.no_grad()

@@ -1,0 +1,213 @@
+"""`selfsight report`: a real tiny run and its evaluation, rendered in headless Chromium, where
+every embedded image must decode; missing sections become notes; the retrieval maths."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import selfsight
+from selfsight.cli import main
+from selfsight.reports import distinct_pairs, figures, report
+from selfsight.reports.html import data_uri
+
+CHROMIUM = Path("/usr/bin/chromium")
+FIGURES = ("training", "embedding", "confusion", "retrieval", "per_class", "label_efficiency",
+           "knn_sweep", "robustness", "near_duplicates")
+# Appended to a copy of the page: after load, count the images and those that did not decode.
+PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+         " const d = document.createElement('div'); d.id = 'imgcheck';"
+         " d.setAttribute('data-total', imgs.length);"
+         " d.setAttribute('data-broken', imgs.filter(i => !i.complete || i.naturalWidth === 0)"
+         ".length); document.body.appendChild(d); });</script>")
+
+
+def decoded_images(page: Path, tmp: Path) -> tuple[int, int, str]:
+    """(images, images that failed to decode, the DOM after load) from headless Chromium."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent (scripts/bootstrap.sh installs it)")
+    probe = tmp / f"probe-{page.parent.name}.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
+                     encoding="utf-8")
+    dom = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp / 'chromium-profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    check = re.search(r'<div id="imgcheck" data-total="(\d+)" data-broken="(\d+)"', dom)
+    assert check, f"the load probe did not run; DOM starts: {dom[:300]}"
+    return int(check[1]), int(check[2]), dom
+
+
+def save_split(root: Path, split: str, data: selfsight.data.ImageSet) -> None:
+    for i, (image, label) in enumerate(zip(data.images, data.labels)):
+        folder = root / split / data.classes[label].replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
+
+
+def add_stand_ins(run: Path, name: str, classes: list[str]) -> None:
+    """SYNTHETIC stand-ins, written only where `selfsight.evaluate` did not produce the section
+    (realistic shapes, made-up numbers). Once evaluate writes every section, this writes nothing
+    and the test runs on real output alone."""
+    path = run / "eval" / f"{name}.json"
+    result = json.loads(path.read_text())
+    n, rng = len(classes), np.random.default_rng(0)
+    stand_ins = {  # SYNTHETIC
+        "knn_sweep": {"ks": [5, 10, 20, 50, 100, 200], "temperatures": [0.02, 0.05, 0.1, 0.2],
+                      "top1": rng.uniform(0.6, 0.8, (6, 4)).round(4).tolist()},
+        "few_shot": [{"n_way": 5, "k_shot": k, "episodes": 600, "mean": m, "ci95": 0.01}
+                     for k, m in ((1, 0.61), (5, 0.78))],
+        "clustering": {"n_clusters": n, "accuracy": 0.55, "nmi": 0.5, "ari": 0.35,
+                       "pixels": {"accuracy": 0.47, "nmi": 0.51, "ari": 0.34}},
+        "robustness": {"classifier": "kNN (k=20)", "clean": 0.7, "severities": [1, 2, 3, 4, 5],
+                       "corruptions": {c: list(np.linspace(0.68, 0.4, 5)) for c in
+                                       ("gaussian_noise", "gaussian_blur", "brightness",
+                                        "contrast")}},
+        "per_class": {"classes": classes, "train_counts": [16] * n, "test_counts": [6] * n,
+                      "accuracy": rng.uniform(0.3, 1, n).tolist(),
+                      "confusion": rng.integers(0, 6, (n, n)).tolist()},
+        "near_duplicates": {"threshold": 0.99, "train_pairs": 3, "test_in_train": 2,
+                            "examples": [[0, 5, 0.995], [3, 7, 0.991]]},
+        "compute": {"inference_ms_per_image": 0.4, "batch_size": 256, "device": "cpu",
+                    "train_images_per_sec": None},
+    }
+    for key, value in stand_ins.items():
+        result.setdefault(key, value)
+    path.write_text(json.dumps(result))
+    predictions = run / "eval" / f"{name}_predictions.npz"
+    if not predictions.exists():  # SYNTHETIC features: real labels, random unit vectors
+        labels = np.repeat(np.arange(n), 6)
+        feats = rng.normal(size=(len(labels), 32)) + 3 * np.eye(n, 32)[labels]
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        np.savez(predictions, test_features=feats.astype(np.float16), test_labels=labels,
+                 knn_pred=labels)
+    efficiency = run / "eval" / f"{name}_label_efficiency.json"
+    if not efficiency.exists():  # SYNTHETIC: evaluate writes it only with label_fractions
+        fr, arms = ["0.01", "0.1", "1.0"], {"pretrained": (0.5, 0.7, 0.8),
+                                             "scratch": (0.3, 0.55, 0.78), "linear": (0.55, 0.68,
+                                                                                      0.72)}
+        efficiency.write_text(json.dumps({
+            "fractions": [0.01, 0.1, 1.0], "seeds": [0, 1, 2], "recipe": "synthetic",
+            "arms": {a: {f: [m] * 3 for f, m in zip(fr, v)} for a, v in arms.items()},
+            "mean": {a: dict(zip(fr, v)) for a, v in arms.items()},
+            "std": {a: dict.fromkeys(fr, 0.02) for a in arms},
+            "savings_factor": 6.5, "savings_note": "synthetic"}))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, fmnist_small):
+    """A real run: 2 epochs of SimCLR on 160 Fashion-MNIST images (online kNN each epoch), the
+    real `selfsight.evaluate` on 60 test images (one a copy of a training image), and
+    stand-ins for what it does not write."""
+    root = tmp_path_factory.mktemp("report")
+    labels = fmnist_small.labels
+    take = np.concatenate([np.flatnonzero(labels == c)[:22] for c in range(10)])
+    data = root / "images"
+    train_idx = np.sort(take.reshape(10, 22)[:, :16].ravel())
+    test_idx = np.sort(take.reshape(10, 22)[:, 16:].ravel())
+    train, test = fmnist_small.subset(train_idx), fmnist_small.subset(test_idx)
+    # Planted near-duplicate: one test image is a copy of a training image of its class.
+    test.images[0] = train.images[np.flatnonzero(train.labels == test.labels[0])[0]]
+    save_split(data, "train", train)
+    save_split(data, "test", test)
+    run = selfsight.pretrain(
+        str(data), "simclr", "resnet18", root / "run", epochs=2, batch_size=32, image_size=20,
+        max_steps=10, precision="32-true", progress=False, knn_every=1, log_every=2,
+        backbone_options={"stem_stride": 2, "channels": (8, 16, 32, 64)},
+        options={"proj_hidden_dim": 64})
+    selfsight.evaluate(run, str(data), linear=False, progress=False)
+    classes = sorted(c.replace("/", "-") for c in fmnist_small.classes)
+    add_stand_ins(run, "images", classes)
+    return run
+
+
+def test_report_renders_every_figure_in_chromium(tiny_run, tmp_path, capsys):
+    assert main(["report", str(tiny_run), "--out", str(tmp_path / "page"), "--no-progress"]) == 0
+    page = tmp_path / "page" / "index.html"
+    assert str(page) in capsys.readouterr().out
+    html = page.read_text(encoding="utf-8")
+    for key in FIGURES:
+        assert (tmp_path / "page" / f"{key}.png").is_file(), key
+        assert f'id="fig-{key}"' in html, key
+    # Offline: nothing fetched from anywhere, every image a data URI.
+    assert not re.search(r'(src|href)="(?!data:image/png;base64,)|@import|url\(', html)
+    assert "Skipped" not in html
+    total, broken, dom = decoded_images(page, tmp_path)
+    assert (total, broken) == (len(FIGURES), 0)
+    assert all(f'id="fig-{key}"' in dom for key in FIGURES)
+    # The headline numbers are the evaluation's own.
+    result = json.loads((tiny_run / "eval" / "images.json").read_text())
+    assert f"{result['knn_k20']:.3f}" in html and f"{result['knn_k200']:.3f}" in html
+
+
+def test_probe_catches_an_image_that_does_not_decode(tmp_path):
+    page = tmp_path / "bad" / "index.html"
+    page.parent.mkdir()
+    good = data_uri(figures.png_bytes(figures.new_figure(1, 1)))
+    page.write_text("<html><body><img src='data:image/png;base64,iVBORw0KGgoAAAA'>"
+                    f"<img src='{good}'></body></html>")
+    assert decoded_images(page, tmp_path)[:2] == (2, 1)
+
+
+def test_missing_sections_are_skipped_with_notes(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    today = ("data", "train_images", "test_images", "backbone", "knn_k20", "knn_k200",
+             "linear_top1", "pixels_knn_k20", "pixels_knn_k200")
+    result = json.loads((run / "eval" / "images.json").read_text())
+    (run / "eval" / "images.json").write_text(json.dumps({k: result[k] for k in today
+                                                          if k in result}))
+    (run / "eval" / "images_predictions.npz").unlink()
+    (run / "eval" / "images_label_efficiency.json").unlink()
+    (run / "eval" / "drift.json").write_text(json.dumps({"mmd2": 0.1}))  # not an eval set
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records
+                                               if "online_knn" not in r))
+    page = report(run, progress=False)
+    assert page == run / "report" / "index.html"  # the default output folder
+    html = page.read_text(encoding="utf-8")
+    assert sorted(p.name for p in page.parent.glob("*.png")) == ["training.png"]
+    for key in FIGURES[1:]:
+        assert f'id="card-{key}"' in html and f'id="fig-{key}"' not in html, key
+    for what in ("images_predictions.npz", "images_label_efficiency.json", "No online kNN",
+                 *(f"no {s} section" for s in ("robustness", "knn_sweep", "per_class",
+                                               "near_duplicates"))):
+        assert what in html, what
+    assert "drift" not in html
+    total, broken, _ = decoded_images(page, tmp_path)
+    assert (total, broken) == (1, 0)
+
+
+def test_nearest_neighbours_match_a_brute_force_loop():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(50, 8))
+    queries = np.array([0, 7, 49])
+    index, sims = figures.nearest_neighbours(feats, queries, k=5)
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    for row, q in enumerate(queries):
+        scores = [(float(unit[q] @ unit[j]), j) for j in range(len(feats)) if j != q]
+        best = sorted(scores, reverse=True)[:5]
+        assert index[row].tolist() == [j for _, j in best]
+        np.testing.assert_allclose(sims[row], [s for s, _ in best], rtol=1e-5)
+
+
+def test_queries_cover_different_classes_first():
+    labels = np.repeat(np.arange(10), 30)
+    queries = figures.pick_queries(labels, 8)
+    assert len(set(labels[queries].tolist())) == 8
+    queries = figures.pick_queries(np.repeat(np.arange(3), 30), 8)
+    assert len(set(queries.tolist())) == 8 and set(np.repeat(np.arange(3), 30)[queries]) == {
+        0, 1, 2}
+
+
+def test_duplicate_examples_show_each_test_image_once_most_similar_first():
+    examples = [[3, 10, 0.991], [3, 11, 0.999], [5, 12, 0.995], [7, 13, 0.993], [5, 14, 0.992]]
+    assert distinct_pairs(examples, 2) == [[3, 11, 0.999], [5, 12, 0.995]]
+    assert [e[0] for e in distinct_pairs(examples, 8)] == [3, 5, 7]
