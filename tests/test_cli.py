@@ -67,10 +67,25 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
         assert (run / name).is_file(), name
     skipped = json.loads((run / "skipped_files.json").read_text())
     assert skipped["count"] == 1 and "broken.jpg" in skipped["files"][0]["file"]
-    assert main(["evaluate", str(run), "--data", str(data), "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--data", str(data), "--no-progress",
+                 "--label-fractions", "0.1", "1.0", "--seeds", "2", "--finetune-epochs", "1",
+                 "--min-steps", "2"]) == 0
     result = json.loads((run / "eval" / "images.json").read_text())
     assert result["train_images"] == 80 and result["test_images"] == 80
     assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
+    # The full suite: every section the report draws, on the same 80 test images.
+    assert result["clustering"]["items"] == 160 and result["clustering"]["n_clusters"] == 2
+    assert result["per_class"]["classes"] == ["bright", "dark"]
+    assert sum(result["per_class"]["test_counts"]) == 80
+    assert set(result["robustness"]["corruptions"]) == {"gaussian_noise", "gaussian_blur",
+                                                         "brightness", "contrast"}
+    assert result["compute"]["inference_ms_per_image"] > 0
+    predictions = np.load(run / "eval" / "images_predictions.npz")
+    assert predictions["test_features"].shape[0] == len(predictions["knn_pred"]) == 80
+    study = json.loads((run / "eval" / "images_label_efficiency.json").read_text())
+    for arm in ("pretrained", "scratch", "linear"):
+        assert [len(study["arms"][arm][f]) for f in ("0.1", "1.0")] == [2, 2]
+    assert "savings factor" in capsys.readouterr().out
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):

@@ -1,9 +1,16 @@
 """selfsight: self-supervised visual representation learning on unlabeled images, measured."""
 
-from selfsight.api import evaluate, pretrain
+from selfsight.anomaly import anomaly_fit, anomaly_score
+from selfsight.api import drift, evaluate, pretrain
 from selfsight.backbones import Backbone, BackboneConfig, list_backbones, load_backbone
+from selfsight.distill import distill
+from selfsight.export import embed, export_onnx
 from selfsight.methods import list_methods
+from selfsight.reports import report
 
-__all__ = ["Backbone", "BackboneConfig", "evaluate", "list_backbones", "list_methods",
+__all__ = ["Backbone", "BackboneConfig", "anomaly_fit", "anomaly_score", "drift", "evaluate",
+           "list_backbones", "list_methods",
            "load_backbone", "pretrain"]
+__all__ += ["distill", "embed", "export_onnx"]  # deployment
+__all__ += ["report"]
 __version__ = "0.1.0"

@@ -66,6 +66,14 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="'fashion-mnist' or a labelled folder (class sub-folders, or --labels)")
     e.add_argument("--labels", default=None, help="CSV of file,label")
     e.add_argument("--no-linear", action="store_true")
+    e.add_argument("--quick", action="store_true",
+                   help="kNN and linear probe only (no sweep, few-shot, clustering, robustness)")
+    e.add_argument("--label-fractions", type=float, nargs="+", default=None, metavar="F",
+                   help="label-efficiency A/B: fine-tune vs scratch on these label fractions")
+    e.add_argument("--seeds", type=int, default=3, help="seeds per label fraction")
+    e.add_argument("--finetune-epochs", type=float, default=2.0,
+                   help="fine-tuning epochs (both arms); small subsets get --min-steps")
+    e.add_argument("--min-steps", type=int, default=200)
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(handler=run_evaluate)
@@ -77,8 +85,147 @@ def add_list(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(handler=run_list)
 
 
+def add_drift(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("drift", help="embedding drift between two image sets")
+    d.add_argument("run", help="run folder with backbone.safetensors")
+    d.add_argument("reference", help="the earlier images (folder, or 'fashion-mnist')")
+    d.add_argument("current", help="the images to compare with them")
+    d.add_argument("--permutations", type=int, default=200)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(handler=run_drift)
+
+
+def add_anomaly(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser("anomaly", help="find defects: fit on normal images, score new ones")
+    verbs = a.add_subparsers(dest="anomaly_command", required=True)
+    f = verbs.add_parser("fit", help="memory bank of a run's features on normal images")
+    f.add_argument("run", help="run folder with backbone.safetensors")
+    f.add_argument("normal_images", help="folder of normal (defect-free) images")
+    f.add_argument("--out", default=None, help="model folder (default RUN/anomaly)")
+    f.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="anomaly option, e.g. --set coreset=0.05 or --set quantile=0.995")
+    s = verbs.add_parser("score", help="score images with a fitted model")
+    s.add_argument("model_dir", help="folder written by `selfsight anomaly fit`")
+    s.add_argument("images", help="folder of images to score")
+    s.add_argument("--out", default=None, help="results folder (default MODEL_DIR/scores)")
+    s.add_argument("--overlays", type=int, default=50, help="overlay PNGs of the top N images")
+    for p in (f, s):
+        p.add_argument("--device", default=None)
+        p.add_argument("--no-progress", action="store_true")
+    a.set_defaults(handler=run_anomaly)
+
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    x = sub.add_parser("export", help="export a run's backbone (ONNX) with a parity check")
+    x.add_argument("run", help="run folder with backbone.safetensors")
+    x.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
+    x.add_argument("--out", default=None, help="output folder (default RUN/export)")
+    x.add_argument("--opset", type=int, default=17)
+    x.add_argument("--images", default=None,
+                   help="real images for the parity check (default: the run's training data)")
+    x.add_argument("--float-input", action="store_true",
+                   help="graph takes normalised float (B, C, S, S) instead of uint8 (B, H, W, C)")
+    x.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    x.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from selfsight.export import export_onnx
+
+    result = export_onnx(args.run, args.out, opset=args.opset, images=args.images,
+                         preprocessing=not args.float_input, latency=not args.no_latency)
+    parity = result["parity"]
+    print(f"parity: max |onnx - torch| = {parity['max']:.2e} (<= {parity['tolerance']:.0e}) "
+          f"at batch sizes {', '.join(parity['max_abs_diff'])}")
+    for b, ms in result.get("latency_ms_per_image", {}).get("onnxruntime", {}).items():
+        torch_ms = result["latency_ms_per_image"]["pytorch"][b]
+        print(f"batch {b:>4}: onnxruntime {ms:.3f} ms/image, pytorch {torch_ms:.3f} ms/image")
+    print(f"written: {result['model']}")
+    return 0
+
+
+def add_embed(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("embed", help="L2-normalised embeddings of every image, with file names")
+    m.add_argument("run", help="run folder with backbone.safetensors")
+    m.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
+    m.add_argument("--out", required=True, help="FILE.npy (names in FILE.npy.json) or .parquet")
+    m.add_argument("--batch-size", type=int, default=512)
+    m.add_argument("--device", default=None)
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(handler=run_embed)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from selfsight.export import embed
+
+    summary = embed(args.run, args.images, args.out, batch_size=args.batch_size,
+                    device=args.device, progress=not args.no_progress)
+    print(f"{summary['count']} images embedded ({summary['dim']} dims), "
+          f"{summary['skipped_count']} unreadable skipped; written: {summary['out']} "
+          f"(+ {summary['out']}.json)")
+    return 0
+
+
+def add_distill(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("distill", help="distil a run's backbone into a small fast student")
+    d.add_argument("run", help="teacher run folder with backbone.safetensors")
+    d.add_argument("--student", default="resnet18", help="any timm model name")
+    d.add_argument("--student-set", action="append", metavar="KEY=VALUE",
+                   help="student option or timm kwarg, e.g. --student-set channels=16,32,64,128")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="distillation option, e.g. --set loss=smooth_l1 (repeatable)")
+    d.add_argument("--data", default=None, help="images to distil on (default: the teacher's)")
+    d.add_argument("--out", default=None, help="student run folder")
+    d.add_argument("--image-size", type=int, default=None, help="default: the teacher's")
+    d.add_argument("--epochs", type=int, default=100)
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--time-budget", type=float, default=None, help="seconds of training")
+    d.add_argument("--max-steps", type=int, default=None)
+    d.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
+    d.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(handler=run_distill)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from selfsight.distill import distill
+
+    run = distill(args.run, args.student, args.out, data=args.data, epochs=args.epochs,
+                  batch_size=args.batch_size, image_size=args.image_size,
+                  student_options=_key_values(args.student_set, "--student-set"),
+                  options=_key_values(args.set, "--set"), resume=args.resume,
+                  time_budget=args.time_budget, max_steps=args.max_steps,
+                  precision=args.precision, accelerator=args.accelerator, seed=args.seed,
+                  progress=not args.no_progress)
+    print(f"student run folder: {run}")
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("report", help="one self-contained HTML page (and PNGs) about a run")
+    r.add_argument("run", help="run folder (metrics.jsonl, eval/*.json from selfsight evaluate)")
+    r.add_argument("--out", default=None, help="folder for index.html (default RUN/report)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from selfsight.reports import report
+
+    page = report(args.run, args.out, progress=not args.no_progress)
+    print(f"report written to {page}")
+    return 0
+
+
 # One (add_X, run_X) pair per command: a new command adds its pair and one entry here.
-COMMANDS = [add_pretrain, add_evaluate, add_list]
+COMMANDS = [add_pretrain, add_evaluate, add_drift, add_list, add_anomaly, add_export, add_embed,
+            add_distill]
+COMMANDS.append(add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,12 +287,61 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import selfsight
+    from selfsight.eval.label_efficiency import FinetuneRecipe
 
-    result = selfsight.evaluate(args.run, args.data, labels=args.labels,
-                                linear=not args.no_linear, device=args.device,
-                                progress=not args.no_progress)
+    result = selfsight.evaluate(
+        args.run, args.data, labels=args.labels, linear=not args.no_linear, full=not args.quick,
+        label_fractions=args.label_fractions, seeds=tuple(range(args.seeds)),
+        recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps),
+        device=args.device, progress=not args.no_progress)
     print(summary_table(result))
+    if "label_efficiency" in result:
+        print(label_efficiency_table(result["label_efficiency"]))
     print(f"written to {args.run}/eval/")
+    return 0
+
+
+def label_efficiency_table(study: dict[str, Any]) -> str:
+    """Mean ± std top-1 per arm and label fraction, and the savings factor."""
+    keys = [str(f) for f in study["fractions"]]
+    rows = [f"{'labels':<12}" + "".join(f"{float(k):>16.0%}" for k in keys)]
+    for arm in ("pretrained", "scratch", "linear"):
+        rows.append(f"{arm:<12}" + "".join(
+            f"{study['mean'][arm][k]:>9.4f} ±{study['std'][arm][k]:.3f}" for k in keys))
+    factor = study["savings_factor"]
+    rows.append(f"label savings factor: {'-' if factor is None else f'{factor:.1f}x'} "
+                f"({study['savings_note']})")
+    return "\n".join(rows)
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    import selfsight
+
+    result = selfsight.drift(args.run, args.reference, args.current, args.permutations,
+                             progress=not args.no_progress)
+    verdict = "drift" if result["p_value"] < 0.05 else "no significant drift"
+    print(f"MMD^2 {result['mmd2']:.5f} (95% of the no-drift null below "
+          f"{result['null_mmd2_95']:.5f}), p = {result['p_value']:.4f}: {verdict}")
+    print(f"written to {args.run}/eval/drift.json")
+    return 0
+
+
+def run_anomaly(args: argparse.Namespace) -> int:
+    import selfsight
+
+    if args.anomaly_command == "fit":
+        model = selfsight.anomaly_fit(args.run, args.normal_images, args.out, device=args.device,
+                                      progress=not args.no_progress,
+                                      **_key_values(args.set, "--set"))
+        print(f"anomaly model: {model}")
+        return 0
+    result = selfsight.anomaly_score(args.model_dir, args.images, args.out,
+                                     overlays=args.overlays, device=args.device,
+                                     progress=not args.no_progress)
+    print(f"{result['flagged']} of {result['count']} images flagged anomalous "
+          f"(threshold {result['threshold']:.4f}: {result['threshold_rule']})")
+    out = args.out or f"{args.model_dir}/scores"
+    print(f"written to {out}/scores.json and {out}/overlays/")
     return 0
 
 

@@ -1,0 +1,92 @@
+"""The anomaly verbs: ``anomaly_fit`` (a run's backbone + normal images -> a fitted model folder)
+and ``anomaly_score`` (a model folder + images -> per-file scores, flags and overlay PNGs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfsight.anomaly.model import AnomalyConfig, AnomalyModel
+from selfsight.anomaly.overlay import save_overlay
+from selfsight.backbones import load_backbone
+from selfsight.config import config_from_dict
+from selfsight.data import ImageSet, load_images
+
+
+def _images(data: Any, size: int, channels: int) -> ImageSet:
+    """Anything ``load_images`` accepts; folders are decoded at the model's input size."""
+    return load_images(data, split="train", size=size, channels=channels)
+
+
+def _names(images: ImageSet) -> list[str]:
+    return list(images.files) if images.files else [f"image_{i:05d}" for i in range(len(images))]
+
+
+def _label(data: Any) -> str:
+    return str(data) if isinstance(data, (str, os.PathLike)) else type(data).__name__
+
+
+def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = None, *,
+                device: str | None = None, progress: bool = True, **options: Any) -> Path:
+    """Fit a PatchCore-style memory bank (Roth et al., 2022) on ``normal_images`` with the
+    backbone of ``run``; returns the model folder (default RUN/anomaly).
+
+    ``options`` set :class:`AnomalyConfig` fields (levels, coreset, image_score, quantile,
+    val_fraction, ...). A ``val_fraction`` slice of the normal images is held out of the bank;
+    the decision threshold is the ``quantile`` of their image scores.
+    """
+    config = config_from_dict(AnomalyConfig, options, "anomaly options")
+    backbone = load_backbone(run)
+    size = config.image_size or backbone.config.image_size
+    images = _images(normal_images, size, backbone.config.in_chans)
+    started = time.perf_counter()
+    model = AnomalyModel.fit(backbone, images.images, config, device=device, progress=progress)
+    out = Path(out) if out is not None else Path(run) / "anomaly"
+    return model.save(out, extra={"run": str(run), "normal_images": _label(normal_images),
+                                  "fit_seconds": round(time.perf_counter() - started, 1)})
+
+
+def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = None, *,
+                  overlays: int = 50, device: str | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Score ``images`` with a fitted model; writes OUT/scores.json (per-file score and flag)
+    and overlay PNGs of the ``overlays`` highest-scoring images to OUT/overlays/ (default OUT:
+    MODEL_DIR/scores). Returns the JSON content."""
+    model = AnomalyModel.load(model_dir)
+    data = _images(images, model.image_size, model.backbone.config.in_chans)
+    started = time.perf_counter()
+    scores = model.score(data.images, device=device, progress=progress)
+    names, cal = _names(data), model.calibration
+    out = Path(out) if out is not None else Path(model_dir) / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    ranked = np.argsort(-scores["image"], kind="stable")[:max(0, overlays)]
+    vmax = max(float(scores["maps"].max()), cal.pixel_threshold)
+    for i in ranked:
+        flag = "ANOMALOUS" if scores["anomalous"][i] else "normal"
+        save_overlay(out / "overlays" / f"{Path(names[i]).stem}_{i:05d}.png", data.images[i],
+                     scores["maps"][i], cal.pixel_threshold, vmax=vmax,
+                     title=f"{names[i]}: {scores['image'][i]:.3f} ({flag}; "
+                           f"threshold {cal.threshold:.3f})")
+    result = {
+        "model": str(model_dir), "images": _label(images), "count": len(data),
+        "flagged": int(scores["anomalous"].sum()), "image_score": model.config.image_score,
+        "threshold": cal.threshold, "pixel_threshold": cal.pixel_threshold,
+        "threshold_rule": f"{model.config.quantile} quantile of {cal.val_images} held-out "
+                          "normal images' scores",
+        "skipped_files": [f for f, _ in data.skipped],
+        "seconds": round(time.perf_counter() - started, 1),
+        "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "results": [{"file": name, "score": float(scores["image"][i]),
+                     "anomalous": bool(scores["anomalous"][i]),
+                     "patch_score": float(scores["patch"][i]),
+                     "pooled_score": float(scores["pooled"][i])}
+                    for i, name in enumerate(names)],
+    }
+    (out / "scores.json").write_text(json.dumps(result, indent=2))
+    return result

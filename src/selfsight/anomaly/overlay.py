@@ -1,0 +1,36 @@
+"""Overlay pictures: the image, its anomaly map as a heat map, and the threshold contour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def save_overlay(path: str | Path, image: np.ndarray, amap: np.ndarray, pixel_threshold: float,
+                 title: str = "", vmax: float | None = None,
+                 mask: np.ndarray | None = None) -> Path:
+    """PNG of the image (H, W, C) uint8 beside the image with its map (H, W) as a heat map, the
+    contour map == ``pixel_threshold`` in white and, if given, the true ``mask`` in green."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shown = image[..., 0] if image.shape[-1] == 1 else image
+    cmap = "gray" if image.shape[-1] == 1 else None
+    vmax = float(amap.max()) if vmax is None else vmax
+    fig = Figure(figsize=(4.4, 2.4), dpi=100)
+    left, right = fig.subplots(1, 2)
+    left.imshow(shown, cmap=cmap, vmin=0, vmax=255)
+    right.imshow(shown, cmap=cmap, vmin=0, vmax=255)
+    heat = right.imshow(amap, cmap="jet", alpha=0.45, vmin=min(float(amap.min()), vmax), vmax=vmax)
+    if amap.min() < pixel_threshold < amap.max():
+        right.contour(amap, levels=[pixel_threshold], colors="white", linewidths=1.2)
+    if mask is not None and mask.any() and not mask.all():
+        right.contour(mask.astype(float), levels=[0.5], colors="lime", linewidths=0.8)
+    for ax in (left, right):
+        ax.set_axis_off()
+    fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.savefig(path)
+    return path

@@ -1,0 +1,99 @@
+"""``distill``: a run's frozen backbone teaches a small student; the result is a run folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+
+from selfsight.api import backbone_config, check_same_recipe, override_views
+from selfsight.backbones import BackboneConfig, is_vit_name, load_backbone, resolve_alias
+from selfsight.config import config_from_dict
+from selfsight.data import load_images, write_skipped_report
+from selfsight.distill.distiller import DistillConfig, Distiller
+from selfsight.train.fit import TrainConfig, fit
+
+
+def student_config(teacher: BackboneConfig, student: str, image_size: int | None = None,
+                   options: dict[str, Any] | None = None) -> BackboneConfig:
+    """The student's BackboneConfig: the teacher's channels, image size, normalisation and (for
+    CNNs) small-image stem, unless ``image_size`` or ``options`` say otherwise; other options are
+    timm kwargs (e.g. ``channels=(16, 32, 64, 128)``, ``layers=(1, 1, 1, 1)``)."""
+    name, opts = resolve_alias(student, options)
+    if not is_vit_name(name):
+        opts.setdefault("small_stem", teacher.small_stem)
+        opts.setdefault("stem_stride", teacher.stem_stride)
+    cfg = backbone_config(name, teacher.in_chans, image_size or teacher.image_size, opts)
+    return replace(cfg, mean=teacher.mean, std=teacher.std)
+
+
+def teacher_data(run: Path) -> str:
+    """The data the teacher was pretrained on, from its config.yaml."""
+    config = run / "config.yaml"
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") if config.is_file() else None
+    if not isinstance(data, str):
+        raise ValueError(f"{config}: no reloadable 'data' recorded (in-memory arrays?); "
+                         "pass the images to distil on (data=... / --data)")
+    return data
+
+
+def distill(
+    run: str | Path,
+    student: str = "resnet18",
+    out: str | Path | None = None,
+    data: Any = None,
+    epochs: int = 100,
+    batch_size: int = 256,
+    *,
+    image_size: int | None = None,
+    student_options: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    view_options: dict[str, Any] | None = None,
+    resume: bool = False,
+    **train_options: Any,
+) -> Path:
+    """Distil ``run``'s frozen backbone into ``student`` (any timm name or selfsight alias) on
+    unlabeled images; returns the student's run folder (``backbone.safetensors`` +
+    ``backbone.json``, so ``evaluate``, ``export_onnx`` and ``embed`` work on it).
+
+    ``data`` defaults to the teacher's training data. ``options`` override DistillConfig (loss,
+    grid_weight, lr, ...), ``student_options`` the student's BackboneConfig or timm kwargs,
+    ``view_options`` the view, ``train_options`` any TrainConfig field (time_budget, max_steps,
+    precision, devices, ...)."""
+    run = Path(run)
+    teacher = load_backbone(run)
+    config_from_dict(DistillConfig, options or {}, "distill options")  # fail before loading
+    train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
+                                               **train_options}, "training options")
+    student_cfg = student_config(teacher.config, student, image_size, student_options)
+    data = teacher_data(run) if data is None else data
+    images = load_images(data, split="train", size=student_cfg.image_size,
+                         channels=student_cfg.in_chans)
+    run_dir = Path(out or f"runs/distill-{student}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_skipped_report(images, run_dir)
+    L.seed_everything(train_cfg.seed, verbose=False)
+    model = Distiller(teacher, backbone=student_cfg,
+                      config=config_from_dict(DistillConfig, options or {}, "distill options"),
+                      views=override_views(Distiller.default_views(student_cfg.image_size),
+                                           view_options),
+                      batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                      time_budget=train_cfg.time_budget)
+    resolved = {"data": data if isinstance(data, str) else images.name,
+                "num_images": len(images), "skipped_files": len(images.skipped),
+                "teacher": str(run), "teacher_backbone": asdict(teacher.config),
+                "backbone": asdict(student_cfg), "train": asdict(train_cfg),
+                **model.describe(), "torch": str(torch.__version__)}
+    resolved = json.loads(json.dumps(resolved))  # tuples -> lists: plain, safe_load-able YAML
+    check_same_recipe(run_dir / "config.yaml", resolved, resume)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    trainer = fit(model, images, train_cfg, run_dir, resume=resume)
+    if trainer.is_global_zero:
+        model.backbone.save(run_dir)
+    return run_dir

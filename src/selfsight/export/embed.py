@@ -1,0 +1,79 @@
+"""Embeddings of a folder (or any image source) for downstream use: pooled backbone features,
+L2-normalised, float32, one row per readable image (PROTOCOL.md's evaluation features)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfsight.backbones import load_backbone
+from selfsight.data import load_folder, load_images
+from selfsight.eval.extract import extract_features
+
+FORMATS = (".npy", ".parquet")
+
+
+def _names(images: Any) -> list[str]:
+    """File names in row order; images without files (arrays, IDX) are named by their index."""
+    return list(images.files) if images.files else [f"{images.name}/{i}"
+                                                    for i in range(len(images))]
+
+
+def _require_pyarrow(path: Path) -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise ValueError(f"{path}: writing .parquet needs pyarrow (pip install pyarrow); "
+                         "or write .npy (names go to a .json sidecar)") from None
+    return pyarrow
+
+
+def _write_parquet(path: Path, names: list[str], features: np.ndarray) -> None:
+    pa = _require_pyarrow(path)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
+    pa.parquet.write_table(pa.table({"file": names, "embedding": column}), str(path))
+
+
+def embed(
+    run: str | Path,
+    images: Any,
+    out: str | Path,
+    batch_size: int = 512,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Embed every readable image of ``images`` (a folder, 'fashion-mnist', an array) with the
+    run's backbone and write ``out``: ``.npy`` (N, D) float32 rows, or ``.parquet`` with columns
+    ``file`` and ``embedding`` (needs pyarrow). ``OUT.json`` beside it lists the file names in row
+    order and every skipped (unreadable) file with its reason. Returns that summary."""
+    out = Path(out)
+    if out.suffix not in FORMATS:
+        raise ValueError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")
+    backbone = load_backbone(run)
+    cfg = backbone.config
+    if isinstance(images, (str, Path)) and Path(images).expanduser().is_dir():
+        # Every image under the folder, also when it has train/ and test/ sub-folders.
+        data = load_folder(images, size=cfg.image_size, channels=cfg.in_chans, progress=progress)
+    else:
+        data = load_images(images, split="train", size=cfg.image_size, channels=cfg.in_chans)
+    names = _names(data)
+    if out.suffix == ".parquet":
+        _require_pyarrow(out)  # fail before the slow part
+    features = extract_features(backbone, data.images, batch_size=batch_size, device=device,
+                                normalize=True, progress=progress).numpy().astype(np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, features)
+    else:
+        _write_parquet(out, names, features)
+    source = str(images) if isinstance(images, (str, Path)) else data.name
+    summary = {"run": str(run), "images": source, "out": str(out), "count": len(names),
+               "dim": int(features.shape[1]), "dtype": "float32", "l2_normalised": True,
+               "skipped_count": len(data.skipped),
+               "skipped": [{"file": f, "reason": r} for f, r in data.skipped], "files": names}
+    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
+    return {k: v for k, v in summary.items() if k != "files"}

@@ -1,0 +1,273 @@
+"""ONNX export of a run's backbone (Open Neural Network Exchange, opset 17 by default), checked
+against PyTorch on real images and timed in onnxruntime on the CPU.
+
+The exported graph includes selfsight's preprocessing, so the line feeds what a camera or
+decoder gives it: **uint8 images (B, H, W, C)**, channels last, at ``input_size`` (the size of
+the run's training images, e.g. 28 for Fashion-MNIST). The graph scales to [0, 1], resizes to
+the backbone's image size with the same antialiased bilinear filter as evaluation (as two fixed
+matrix products, which ONNX can express exactly), normalises with the run's mean/std and returns
+the pooled features (B, D) float32, not L2-normalised (``embed`` and kNN normalise them). With
+``preprocessing=False`` the input is instead the normalised float32 tensor (B, C, S, S) that the
+backbone itself takes. The batch axis is dynamic.
+
+Exporter: torch 2.11-2.14 offer the TorchScript exporter (``dynamo=False``, deprecated but
+dependency-free) and the ``torch.export`` one (``dynamo=True``, needs ``onnxscript``, which
+selfsight does not depend on); the TorchScript one is used unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from selfsight.backbones import Backbone, load_backbone
+from selfsight.data import ImageSet, load_images
+from selfsight.eval.extract import preprocess
+
+INPUT, OUTPUT = "images", "features"
+TOLERANCE = 1e-4  # max |onnx - torch| in fp32
+PARITY_BATCHES = (1, 7, 32)
+DEFAULT_OPSET = 17
+
+
+def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of PyTorch's antialiased bilinear resize along one axis: the resize
+    is linear and separable, so resizing the identity (along that axis only) gives its matrix."""
+    basis = torch.eye(n_in).view(1, 1, n_in, n_in)  # column j = unit impulse at row j
+    out = F.interpolate(basis, size=(n_out, n_in), mode="bilinear", antialias=True,
+                        align_corners=False)  # width unchanged: (1, 1, n_out, n_in)
+    return out[0, 0].contiguous()
+
+
+class DeployModel(nn.Module):
+    """uint8 (B, H, W, C) at ``input_size`` -> pooled features (B, D): ``eval.extract.preprocess``
+    written with export-friendly ops, then the backbone. ``preprocessing=False``: the backbone
+    alone, on normalised float (B, C, S, S)."""
+
+    def __init__(self, backbone: Backbone, input_size: int, preprocessing: bool = True) -> None:
+        super().__init__()
+        cfg = backbone.config
+        self.backbone, self.preprocessing = backbone, preprocessing
+        self.resize = preprocessing and input_size != cfg.image_size
+        if self.resize:
+            self.register_buffer("rows", resize_matrix(input_size, cfg.image_size))  # (S, H)
+            self.register_buffer("cols", resize_matrix(input_size, cfg.image_size).T)  # (W, S)
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preprocessing:
+            x = x.permute(0, 3, 1, 2).float() / 255  # (B, C, H, W) in [0, 1]
+            if self.resize:
+                x = torch.matmul(torch.matmul(self.rows, x), self.cols)  # (B, C, S, S)
+            x = (x - self.mean) / self.std
+        return self.backbone(x)  # (B, D)
+
+
+def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
+    """The training images named in ``run/config.yaml`` (``data``), or None when they cannot be
+    loaded again (in-memory arrays, a moved folder)."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not isinstance(data, str):
+        return None
+    try:
+        return load_images(data, split="train", size=size, channels=channels)
+    except (ValueError, FileNotFoundError, OSError):
+        return None
+
+
+def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | None,
+                  count: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """(count, H, W, C) uint8 real images (from ``images`` or the run's data) and a note of
+    where they came from; random pixels only when no real images can be found."""
+    cfg = backbone.config
+    if images is not None:
+        found, where = load_images(images, size=input_size or cfg.image_size,
+                                   channels=cfg.in_chans), "given images"
+    else:
+        found, where = run_images(run, input_size or cfg.image_size, cfg.in_chans), \
+            "the run's training images"
+    if found is None:
+        size = input_size or cfg.image_size
+        rng = np.random.default_rng(seed)
+        pixels = rng.integers(0, 256, (count, size, size, cfg.in_chans), dtype=np.uint8)
+        return pixels, "random uint8 pixels (the run's data could not be loaded)"
+    if found.size[0] != found.size[1]:
+        raise ValueError(f"{where}: images are {found.size}, export needs square images")
+    if input_size is not None and found.size[0] != input_size:
+        raise ValueError(f"{where}: images are {found.size[0]} px but input_size={input_size}; "
+                         "pass images of that size or leave input_size unset")
+    index = np.random.default_rng(seed).choice(len(found), size=count,
+                                               replace=len(found) < count)
+    return np.asarray(found.images[np.sort(index)]), f"{len(index)} of {where}"
+
+
+def median_ms_per_image(fn: Callable[[], Any], batch: int, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after ``warmup``, per image, in ms."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times) / batch
+
+
+def _export(model: DeployModel, example: torch.Tensor, path: Path, opset: int,
+            dynamo: bool) -> None:
+    with warnings.catch_warnings():  # the deprecation notice and timm's tracer warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(model, (example,), str(path), input_names=[INPUT],
+                          output_names=[OUTPUT], opset_version=opset, dynamo=dynamo,
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+
+
+def _label(model_path: Path, meta: dict[str, Any]) -> None:
+    """Check the graph and record how to feed it in the model's own metadata."""
+    import onnx
+
+    proto = onnx.load(str(model_path))
+    onnx.checker.check_model(proto)
+    onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in meta.items()})
+    onnx.save(proto, str(model_path))
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    # Idle threads sleep instead of spinning: on a shared CPU spinning steals the cores that
+    # PyTorch (and everyone else) needs, and makes both timings noisy.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _torch_input(model: DeployModel, pixels: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(pixels))  # (B, H, W, C) uint8
+    return x if model.preprocessing else preprocess(x.permute(0, 3, 1, 2), model.backbone)
+
+
+@torch.no_grad()
+def check_parity(model: DeployModel, session: Any, pixels: np.ndarray,
+                 batch_sizes: tuple[int, ...]) -> dict[str, float]:
+    """Max |onnx - torch| per batch size; the reference is selfsight's own ``preprocess`` (with
+    F.interpolate) and the backbone, in fp32."""
+    diffs = {}
+    for b in batch_sizes:
+        x = torch.from_numpy(np.ascontiguousarray(pixels[:b]))  # (b, H, W, C) uint8
+        ref = model.backbone(preprocess(x.permute(0, 3, 1, 2), model.backbone))  # (b, D)
+        got = session.run(None, {INPUT: _torch_input(model, pixels[:b]).numpy()})[0]
+        if got.shape != tuple(ref.shape):
+            raise ValueError(f"ONNX output {got.shape} for batch {b}, expected "
+                             f"{tuple(ref.shape)}: the batch axis is not dynamic")
+        diffs[str(b)] = float(np.abs(got - ref.numpy()).max())
+    return diffs
+
+
+@torch.no_grad()
+def cpu_latency(model: DeployModel, session: Any, pixels: np.ndarray, batch_sizes: tuple[int, ...],
+                repeats: int = 20) -> dict[str, dict[str, float]]:
+    """ms per image in onnxruntime and in PyTorch (eager, fp32), CPU, per batch size."""
+    out: dict[str, dict[str, float]] = {"onnxruntime": {}, "pytorch": {}}
+    for b in batch_sizes:
+        batch = np.resize(pixels, (b, *pixels.shape[1:]))  # real images, repeated if needed
+        feed = {INPUT: _torch_input(model, batch).numpy()}
+        x = torch.from_numpy(feed[INPUT])
+        reps = max(3, repeats // max(1, b // 32))
+        out["onnxruntime"][str(b)] = median_ms_per_image(lambda f=feed: session.run(None, f), b,
+                                                         reps)
+        out["pytorch"][str(b)] = median_ms_per_image(lambda x=x: model(x), b, reps)
+    out["speedup"] = {b: out["pytorch"][b] / out["onnxruntime"][b] for b in out["pytorch"]}
+    return out
+
+
+def export_onnx(
+    run: str | Path,
+    out: str | Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    *,
+    images: Any = None,
+    input_size: int | None = None,
+    preprocessing: bool = True,
+    batch_sizes: tuple[int, ...] = PARITY_BATCHES,
+    latency: bool = True,
+    latency_batches: tuple[int, ...] = (1, 256),
+    threads: int | None = None,
+    dynamo: bool = False,
+) -> dict[str, Any]:
+    """Export ``run``'s backbone to ``OUT/model.onnx`` (default ``RUN/export/``) and write
+    ``OUT/export.json``: input/output spec, parity (max |onnx - torch| per batch size on real
+    images, must be <= 1e-4) and CPU latency per image (onnxruntime vs PyTorch, median after
+    warm-up). ``images`` (any ``load_images`` source) default to the run's training data."""
+    run = Path(run)
+    backbone = load_backbone(run).float().cpu().eval()
+    cfg = backbone.config
+    count = max((*batch_sizes, 1)) if check else 1
+    pixels, source = parity_inputs(backbone, run, images, input_size, max(count, 32))
+    size = pixels.shape[1]
+    model = DeployModel(backbone, size, preprocessing).eval()
+    out_dir = Path(out) if out is not None else run / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "model.onnx"
+    example = _torch_input(model, pixels[:2])
+    _export(model, example, model_path, opset, dynamo)
+    spec = {
+        "input": {"name": INPUT, "dtype": "uint8", "layout": "NHWC",
+                  "shape": ["batch", size, size, cfg.in_chans]} if preprocessing else
+                 {"name": INPUT, "dtype": "float32", "layout": "NCHW", "shape": [
+                     "batch", cfg.in_chans, cfg.image_size, cfg.image_size],
+                  "normalisation": {"mean": list(cfg.mean), "std": list(cfg.std)}},
+        "output": {"name": OUTPUT, "dtype": "float32", "shape": ["batch", backbone.dim],
+                   "note": "pooled backbone features, not L2-normalised"},
+        "preprocessing": "inside the graph: /255, antialiased bilinear resize to "
+                         f"{cfg.image_size} px, (x - mean) / std" if preprocessing else
+                         "none: feed normalised float input",
+    }
+    _label(model_path, {"selfsight_run": str(run), **spec})
+    result: dict[str, Any] = {
+        "run": str(run), "model": str(model_path), "backbone": cfg.name, "opset": opset,
+        "exporter": "dynamo" if dynamo else "torchscript", **spec,
+        "versions": _versions(),
+    }
+    threads = threads or torch.get_num_threads()
+    session = _session(model_path, threads)
+    if check:
+        diffs = check_parity(model, session, pixels, batch_sizes)
+        result["parity"] = {"inputs": source, "max_abs_diff": diffs,
+                            "max": max(diffs.values()), "tolerance": TOLERANCE,
+                            "passed": max(diffs.values()) <= TOLERANCE}
+    if latency:
+        result["latency_ms_per_image"] = {"threads": threads, **cpu_latency(
+            model, session, pixels, latency_batches)}
+    (out_dir / "export.json").write_text(json.dumps(result, indent=2))
+    if check and not result["parity"]["passed"]:
+        raise ValueError(f"{model_path}: ONNX and PyTorch differ by {result['parity']['max']:.2e} "
+                         f"> {TOLERANCE:.0e} (see {out_dir / 'export.json'}); try another opset")
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
