@@ -86,6 +86,12 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     for arm in ("pretrained", "scratch", "linear"):
         assert [len(study["arms"][arm][f]) for f in ("0.1", "1.0")] == [2, 2]
     assert "savings factor" in capsys.readouterr().out
+    # Drift between two folders in this run's feature space: dark vs bright images differ.
+    assert main(["drift", str(run), str(data / "test" / "dark"), str(data / "test" / "bright"),
+                 "--permutations", "50", "--no-progress"]) == 0
+    drift = json.loads((run / "eval" / "drift.json").read_text())
+    assert drift["p_value"] < 0.05 and drift["mmd2"] > drift["null_mmd2_95"]
+    assert ": drift" in capsys.readouterr().out
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):
