@@ -13,6 +13,7 @@ from PIL import Image
 
 import selfsight
 from selfsight.cli import main
+from selfsight.eval.label_efficiency import FinetuneRecipe
 from selfsight.reports import distinct_pairs, figures, report
 from selfsight.reports.html import data_uri
 
@@ -52,55 +53,6 @@ def save_split(root: Path, split: str, data: selfsight.data.ImageSet) -> None:
         Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
 
 
-def add_stand_ins(run: Path, name: str, classes: list[str]) -> None:
-    """SYNTHETIC stand-ins, written only where `selfsight.evaluate` did not produce the section
-    (realistic shapes, made-up numbers). Once evaluate writes every section, this writes nothing
-    and the test runs on real output alone."""
-    path = run / "eval" / f"{name}.json"
-    result = json.loads(path.read_text())
-    n, rng = len(classes), np.random.default_rng(0)
-    stand_ins = {  # SYNTHETIC
-        "knn_sweep": {"ks": [5, 10, 20, 50, 100, 200], "temperatures": [0.02, 0.05, 0.1, 0.2],
-                      "top1": rng.uniform(0.6, 0.8, (6, 4)).round(4).tolist()},
-        "few_shot": [{"n_way": 5, "k_shot": k, "episodes": 600, "mean": m, "ci95": 0.01}
-                     for k, m in ((1, 0.61), (5, 0.78))],
-        "clustering": {"n_clusters": n, "accuracy": 0.55, "nmi": 0.5, "ari": 0.35,
-                       "pixels": {"accuracy": 0.47, "nmi": 0.51, "ari": 0.34}},
-        "robustness": {"classifier": "kNN (k=20)", "clean": 0.7, "severities": [1, 2, 3, 4, 5],
-                       "corruptions": {c: list(np.linspace(0.68, 0.4, 5)) for c in
-                                       ("gaussian_noise", "gaussian_blur", "brightness",
-                                        "contrast")}},
-        "per_class": {"classes": classes, "train_counts": [16] * n, "test_counts": [6] * n,
-                      "accuracy": rng.uniform(0.3, 1, n).tolist(),
-                      "confusion": rng.integers(0, 6, (n, n)).tolist()},
-        "near_duplicates": {"threshold": 0.99, "train_pairs": 3, "test_in_train": 2,
-                            "examples": [[0, 5, 0.995], [3, 7, 0.991]]},
-        "compute": {"inference_ms_per_image": 0.4, "batch_size": 256, "device": "cpu",
-                    "train_images_per_sec": None},
-    }
-    for key, value in stand_ins.items():
-        result.setdefault(key, value)
-    path.write_text(json.dumps(result))
-    predictions = run / "eval" / f"{name}_predictions.npz"
-    if not predictions.exists():  # SYNTHETIC features: real labels, random unit vectors
-        labels = np.repeat(np.arange(n), 6)
-        feats = rng.normal(size=(len(labels), 32)) + 3 * np.eye(n, 32)[labels]
-        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
-        np.savez(predictions, test_features=feats.astype(np.float16), test_labels=labels,
-                 knn_pred=labels)
-    efficiency = run / "eval" / f"{name}_label_efficiency.json"
-    if not efficiency.exists():  # SYNTHETIC: evaluate writes it only with label_fractions
-        fr, arms = ["0.01", "0.1", "1.0"], {"pretrained": (0.5, 0.7, 0.8),
-                                             "scratch": (0.3, 0.55, 0.78), "linear": (0.55, 0.68,
-                                                                                      0.72)}
-        efficiency.write_text(json.dumps({
-            "fractions": [0.01, 0.1, 1.0], "seeds": [0, 1, 2], "recipe": "synthetic",
-            "arms": {a: {f: [m] * 3 for f, m in zip(fr, v)} for a, v in arms.items()},
-            "mean": {a: dict(zip(fr, v)) for a, v in arms.items()},
-            "std": {a: dict.fromkeys(fr, 0.02) for a in arms},
-            "savings_factor": 6.5, "savings_note": "synthetic"}))
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, fmnist_small):
     """A real run: 2 epochs of SimCLR on 160 Fashion-MNIST images (online kNN each epoch), the
@@ -122,9 +74,9 @@ def tiny_run(tmp_path_factory, fmnist_small):
         max_steps=10, precision="32-true", progress=False, knn_every=1, log_every=2,
         backbone_options={"stem_stride": 2, "channels": (8, 16, 32, 64)},
         options={"proj_hidden_dim": 64})
-    selfsight.evaluate(run, str(data), linear=False, progress=False)
-    classes = sorted(c.replace("/", "-") for c in fmnist_small.classes)
-    add_stand_ins(run, "images", classes)
+    selfsight.evaluate(run, str(data), linear=False, progress=False,
+                       label_fractions=(0.25, 1.0), seeds=(0, 1),
+                       recipe=FinetuneRecipe(epochs=1, min_steps=2))
     return run
 
 
