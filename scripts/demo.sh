@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, then pretrains SimCLR on Fashion-MNIST for a short wall-clock budget
-# and evaluates it: kNN and linear accuracy beside the raw-pixel kNN baseline.
+# and evaluates it (kNN and linear accuracy beside the raw-pixel kNN baseline, clustering,
+# few-shot, robustness), then writes the HTML report.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
@@ -10,3 +11,4 @@ run="runs/demo-$(date +%Y%m%d-%H%M%S)"
 .venv/bin/selfsight pretrain fashion-mnist --backbone resnet18_cpu --view-size 20 \
   --time-budget "$budget" --out "$run"
 .venv/bin/selfsight evaluate "$run" --data fashion-mnist
+.venv/bin/selfsight report "$run"
