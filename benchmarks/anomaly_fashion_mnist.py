@@ -36,7 +36,7 @@ from selfsight.anomaly import (
     pro_auc,
     save_overlay,
 )
-from selfsight.api import backbone_config
+from selfsight.api import backbone_config, parse_value
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.data import load_fashion_mnist
 from selfsight.data.defects import add_defects
@@ -55,6 +55,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--classes", nargs="*", type=int, default=list(range(10)))
     p.add_argument("--budget", type=float, default=600, help="strict pretraining s per class")
     p.add_argument("--method", default="simclr")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option for strict pretraining, e.g. shifted_rotations=true")
     p.add_argument("--backbone", default="resnet18_cpu")
     p.add_argument("--view-size", type=int, default=20)
     p.add_argument("--pool-run", default=None, help=f"default: first existing of {POOL_RUNS}")
@@ -94,11 +96,18 @@ def untrained(args: argparse.Namespace) -> Backbone:
     return Backbone(backbone_config(args.backbone, 1, args.view_size, None)).eval()
 
 
+def strict_name(args: argparse.Namespace) -> str:
+    """Result folder tag: method, budget and any method options (never mix settings)."""
+    extra = "".join(f"_{o.replace('=', '-')}" for o in args.set)
+    return f"{args.method}_{args.budget:g}s{extra}"
+
+
 def strict_backbone(args: argparse.Namespace, images: np.ndarray, cls: int, out: Path) -> Backbone:
-    run = out / f"strict_runs_{args.method}_{args.budget:g}s" / f"class_{cls}"
+    run = out / f"strict_runs_{strict_name(args)}" / f"class_{cls}"
     if not (run / "backbone.safetensors").is_file():
+        options = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
         selfsight.pretrain(images, args.method, args.backbone, run, epochs=100_000,
-                           view_size=args.view_size, time_budget=args.budget,
+                           view_size=args.view_size, time_budget=args.budget, options=options,
                            progress=not args.no_progress,
                            accelerator="gpu" if torch.cuda.is_available() else "cpu")
     return load_backbone(run)
@@ -188,7 +197,7 @@ def main() -> None:
                  "pool": lambda c: load_backbone(pool_run(args)),
                  "strict": lambda c: strict_backbone(
                      args, train.images[train.labels == c], c, out)}
-    names = {"untrained": "untrained", "strict": f"strict_{args.method}_{args.budget:g}s"}
+    names = {"untrained": "untrained", "strict": f"strict_{strict_name(args)}"}
     if "pool" in args.protocols or "defects" in args.protocols:
         names["pool"] = pool_name(args)
     for protocol in [p for p in args.protocols if p in backbones]:

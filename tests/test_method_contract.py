@@ -84,3 +84,22 @@ def test_method_trains_one_batch_through_the_cli_path(method, backbone, fmnist_s
 def test_mae_rejects_a_cnn_backbone_before_loading_data():
     with pytest.raises(ValueError, match="ViT"):
         selfsight.pretrain("/nonexistent/folder", "mae", "resnet18")
+
+
+def test_simclr_shifted_rotations_make_rotated_copies_negatives(images):
+    """CSI's shifted instances: the loss is NT-Xent over the batch and its 3 rotations, each a
+    separate instance (so a rotated copy is a negative, never a positive)."""
+    from dataclasses import replace
+
+    from selfsight.losses import nt_xent
+
+    model = build("simclr", "resnet18")
+    model.config = replace(model.config, shifted_rotations=True)
+    model.eval()  # batch norm in eval mode: the reference sees the same statistics
+    views = model.make_views(images)
+    loss, _ = model.compute_loss(views)
+    rotated = [torch.cat([v.rot90(k, (2, 3)) for k in range(4)]) for v in views[:2]]
+    z1, z2 = (model.projector(model.backbone(v)) for v in rotated)
+    assert float(loss) == pytest.approx(float(nt_xent(z1, z2, model.config.temperature)),
+                                        rel=1e-5)
+    assert model.sample_losses.shape == (len(images),)

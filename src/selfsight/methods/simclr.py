@@ -20,6 +20,9 @@ class SimCLRConfig(MethodConfig):
     proj_hidden_dim: int = 2048
     proj_dim: int = 128
     proj_layers: int = 2
+    # CSI (Tack et al., 2020): each 90-degree rotation of an image is a new instance, so rotated
+    # copies become negatives ("distribution-shifting" views) for one-class / anomaly use.
+    shifted_rotations: bool = False
 
 
 @register_method
@@ -34,7 +37,10 @@ class SimCLR(Method):
         self.projector = mlp(self.backbone.dim, cfg.proj_hidden_dim, cfg.proj_dim, cfg.proj_layers)
 
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])  # (n, proj_dim) each
+        pair = views[:2]
+        if self.config.shifted_rotations:  # (n, C, H, W) -> (4n, C, H, W): 0, 90, 180, 270
+            pair = [torch.cat([v.rot90(k, (2, 3)) for k in range(4)]) for v in pair]
+        z1, z2 = (self.projector(self.backbone(v)) for v in pair)  # (n, proj_dim) each
         per_image = nt_xent(z1, z2, self.config.temperature, per_image=True)
-        self.sample_losses = per_image.detach()
+        self.sample_losses = per_image[:len(views[0])].detach()  # the unrotated images
         return per_image.mean(), {}
