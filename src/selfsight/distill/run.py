@@ -68,7 +68,7 @@ def distill(
     precision, devices, ...)."""
     run = Path(run)
     teacher = load_backbone(run)
-    config_from_dict(DistillConfig, options or {}, "distill options")  # fail before loading
+    distill_cfg = config_from_dict(DistillConfig, options or {}, "distill options")  # fail early
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
                                                **train_options}, "training options")
     student_cfg = student_config(teacher.config, student, image_size, student_options)
@@ -80,7 +80,7 @@ def distill(
     write_skipped_report(images, run_dir)
     L.seed_everything(train_cfg.seed, verbose=False)
     model = Distiller(teacher, backbone=student_cfg,
-                      config=config_from_dict(DistillConfig, options or {}, "distill options"),
+                      config=distill_cfg,
                       views=override_views(Distiller.default_views(student_cfg.image_size),
                                            view_options),
                       batch_size=train_cfg.batch_size, seed=train_cfg.seed,
