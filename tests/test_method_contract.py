@@ -103,3 +103,17 @@ def test_simclr_shifted_rotations_make_rotated_copies_negatives(images):
     assert float(loss) == pytest.approx(float(nt_xent(z1, z2, model.config.temperature)),
                                         rel=1e-5)
     assert model.sample_losses.shape == (len(images),)
+
+
+def test_dino_head_batch_norm_option(images):
+    """lightly's ResNet recipe puts batch norm in DINO's head MLP; the option builds and trains."""
+    from dataclasses import replace
+
+    cls = get_method("dino")
+    cfg = backbone_config("resnet18", 1, 16, TINY_BACKBONE)
+    config = replace(cls.default_config(cfg), head_batch_norm=True)
+    model = cls(backbone=cfg, config=config, views=cls.default_views(16), batch_size=16)
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.head.mlp)
+    loss, _ = model.compute_loss(model.make_views(images))
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.mlp[1].weight.grad is not None

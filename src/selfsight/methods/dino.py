@@ -31,6 +31,7 @@ class DINOConfig(MethodConfig):
     teacher_temp_warmup: float = 0.3  # ... over this fraction of training (30 epochs of 100)
     center_momentum: float = 0.9
     freeze_last_layer: float = 1.0  # epochs with the prototypes frozen
+    head_batch_norm: bool = False  # batch norm in the head's MLP (lightly's ResNet recipe)
 
 
 @register_method
@@ -63,7 +64,8 @@ class DINO(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        self.head = DINOHead(self.backbone.dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim)
+        self.head = DINOHead(self.backbone.dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim,
+                             batch_norm=cfg.head_batch_norm)
         self.teacher_backbone = frozen_copy(self.backbone)
         self.teacher_head = frozen_copy(self.head)
         self.criterion = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
