@@ -49,7 +49,8 @@ class DINO(Method):
         if backbone.is_vit:
             return cls.Config(optimizer="adamw", lr=5e-4, weight_decay=0.04,
                               weight_decay_end=0.4, **extra)
-        return cls.Config(**extra)
+        # CNNs: batch norm in the head MLP (measured: kNN 0.775 against 0.700 without, 600 s).
+        return cls.Config(head_batch_norm=True, **extra)
 
     @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:
