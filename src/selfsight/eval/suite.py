@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
@@ -16,6 +14,7 @@ from selfsight.eval.extract import extract_features, preprocess
 from selfsight.eval.knn import knn_predict
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import corruption_accuracy
+from selfsight.eval.timing import median_ms_per_image
 
 FEW_SHOT_SETTINGS = ((5, 1), (5, 5), (10, 5))
 
@@ -81,17 +80,12 @@ def inference_cost(backbone: Backbone, images: np.ndarray, device: torch.device,
     backbone.eval().to(device)
     x = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device), backbone)
 
-    def median_seconds(batch: torch.Tensor) -> float:
-        backbone(batch)  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            backbone(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+    def features(batch: torch.Tensor) -> None:
+        backbone(batch)
+        if device.type == "cuda":  # wait for the kernels, or only the launch is timed
+            torch.cuda.synchronize()
 
     return {"device": str(device), "dtype": "float32", "batch_size": len(x),
-            "latency_ms_batch1": round(1000 * median_seconds(x[:1]), 3),
-            "inference_ms_per_image": round(1000 * median_seconds(x) / len(x), 4)}
+            "latency_ms_batch1": round(median_ms_per_image(lambda: features(x[:1]), 1, repeats), 3),
+            "inference_ms_per_image": round(
+                median_ms_per_image(lambda: features(x), len(x), repeats), 4)}

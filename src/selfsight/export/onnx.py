@@ -18,10 +18,7 @@ selfsight does not depend on); the TorchScript one is used unless asked otherwis
 from __future__ import annotations
 
 import json
-import statistics
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from torch import nn
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.data import ImageSet, load_images
 from selfsight.eval.extract import preprocess
+from selfsight.eval.timing import median_ms_per_image
 
 INPUT, OUTPUT = "images", "features"
 TOLERANCE = 1e-4  # max |onnx - torch| in fp32
@@ -114,18 +112,6 @@ def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | 
     index = np.random.default_rng(seed).choice(len(found), size=count,
                                                replace=len(found) < count)
     return np.asarray(found.images[np.sort(index)]), f"{len(index)} of {where}"
-
-
-def median_ms_per_image(fn: Callable[[], Any], batch: int, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls after ``warmup``, per image, in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times) / batch
 
 
 def _export(model: DeployModel, example: torch.Tensor, path: Path, opset: int,
