@@ -154,17 +154,18 @@ class Backbone(nn.Module):
         last = self.model.forward_features(x)
         out["pooled"] = self.model.forward_head(last, pre_logits=True)  # (B, D)
         if tokens:
-            out["tokens"] = self._grid(last)
+            out["tokens"] = self._grid(last, tuple(x.shape[-2:]))
         if levels is not None:
             out["levels"] = self.model.forward_intermediates(
                 x, indices=levels, intermediates_only=True)
         return out
 
-    def _grid(self, last: torch.Tensor) -> torch.Tensor:
+    def _grid(self, last: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         if last.ndim == 4:  # CNN map (B, C, h, w)
             return last
         patches = last[:, self.num_prefix_tokens:]  # (B, N, D)
-        h, w = self.model.patch_embed.grid_size
+        patch = self.model.patch_embed.patch_size  # the grid follows the input (dynamic size)
+        h, w = image_size[0] // patch[0], image_size[1] // patch[1]
         return patches.transpose(1, 2).reshape(last.shape[0], -1, h, w)  # (B, D, h, w)
 
     def level_dims(self) -> list[int]:

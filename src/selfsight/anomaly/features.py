@@ -8,8 +8,6 @@ pooled, L2-normalised image feature of PROTOCOL.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -31,9 +29,8 @@ def _input(batch: np.ndarray, backbone: Backbone, image_size: int,
            device: torch.device) -> torch.Tensor:
     """uint8 (B, H, W, C) -> normalised float (B, C, S, S) at ``image_size``."""
     x = torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).to(device)  # (B, C, H, W)
-    # preprocess() resizes to its backbone's image size; give it ours.
-    sized = SimpleNamespace(config=replace(backbone.config, image_size=image_size))
-    return preprocess(x, sized).contiguous(memory_format=torch.channels_last)  # (B, C, S, S)
+    return preprocess(x, backbone, image_size).contiguous(
+        memory_format=torch.channels_last)  # (B, C, S, S)
 
 
 NEIGHBOURHOOD_MIN_GRID = 14  # the auto rule's smallest grid side for PatchCore's 3x3 average

@@ -75,18 +75,23 @@ def decode_image(path: str | Path, size: int, channels: int) -> np.ndarray:
     regions are usually black, so this adds no new colour); 16-bit data is scaled by its bit
     depth rather than clipped; the shorter side is resized to ``size`` and the centre cropped.
     """
+    img = open_image(path, channels, draft=size)
+    array = np.asarray(_resize_center_crop(img, size), dtype=np.uint8)
+    return array.reshape(size, size, channels)
+
+
+def open_image(path: str | Path, channels: int, draft: int | None = None) -> Image.Image:
+    """Decode one file at its own size to an 8-bit "L" (channels 1) or "RGB" (3) image, EXIF
+    orientation applied; ``draft`` lets JPEG decode at a reduced scale that stays >= draft px.
+    Raises whatever PIL raises on bad input."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     with Image.open(path) as opened:
-        # JPEG can decode at 1/2..1/8 scale for free; the result stays >= size on both sides.
-        opened.draft(opened.mode, (size, size))
+        if draft:  # JPEG can decode at 1/2..1/8 scale for free
+            opened.draft(opened.mode, (draft, draft))
         opened.load()  # inside the caller's try: truncated files fail here, not later
-        img = _apply_exif_orientation(opened)
-        img = _to_8bit(img)
-        img = img.convert("L") if channels == 1 else img.convert("RGB")
-        img = _resize_center_crop(img, size)
-        array = np.asarray(img, dtype=np.uint8)
-    return array.reshape(size, size, channels)
+        img = _to_8bit(_apply_exif_orientation(opened))
+        return img.convert("L") if channels == 1 else img.convert("RGB")
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:

@@ -10,14 +10,15 @@ from tqdm.auto import tqdm
 from selfsight.backbones import Backbone
 
 
-def preprocess(images: torch.Tensor, backbone: Backbone) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> the float input the backbone was trained on: resized to its image
-    size and normalised with its statistics. No augmentation."""
+def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> the float input the backbone was trained on: resized to ``size``
+    (default: its image size) and normalised with its statistics. No augmentation."""
     cfg = backbone.config
+    size = size or cfg.image_size
     x = images.float().div_(255)
-    if x.shape[-2:] != (cfg.image_size, cfg.image_size):
-        x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
-                          antialias=True, align_corners=False)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
     mean = x.new_tensor(cfg.mean).view(1, -1, 1, 1)
     std = x.new_tensor(cfg.std).view(1, -1, 1, 1)
     return (x - mean) / std
