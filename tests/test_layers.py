@@ -7,7 +7,7 @@ import selfsight
 
 SRC = Path(selfsight.__file__).parent
 BLOCKS = ("nn", "losses", "views", "backbones", "data")
-CONSUMERS = ("eval", "anomaly", "export", "reports")
+CONSUMERS = ("eval", "anomaly", "export", "reports", "segment")
 ABOVE = ("selfsight.train", "selfsight.methods", "selfsight.api", "selfsight.cli")
 
 

@@ -7,10 +7,12 @@ from selfsight.distill import distill
 from selfsight.export import embed, export_onnx
 from selfsight.methods import list_methods
 from selfsight.reports import report
+from selfsight.segment import segment
 
 __all__ = ["Backbone", "BackboneConfig", "anomaly_fit", "anomaly_score", "drift", "evaluate",
            "list_backbones", "list_methods",
            "load_backbone", "pretrain"]
 __all__ += ["distill", "embed", "export_onnx"]  # deployment
 __all__ += ["report"]
+__all__ += ["segment"]  # instance masks without labels
 __version__ = "0.1.0"

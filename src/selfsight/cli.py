@@ -222,10 +222,55 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_segment(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("segment", help="instance masks for a folder of images, no labels needed")
+    g.add_argument("run", help="run folder with backbone.safetensors (ViT keys work best)")
+    g.add_argument("images", help="image folder (searched recursively)")
+    g.add_argument("--out", required=True, help="masks.json: COCO RLE per instance per file")
+    g.add_argument("--overlays", default=None, help="folder for overlay PNGs (one per image)")
+    g.add_argument("--method", default="auto", choices=("auto", "maskcut", "segmenter"),
+                   help="auto: RUN/segmenter when trained, else MaskCut pseudo-masks")
+    g.add_argument("--train-segmenter", action="store_true",
+                   help="first train a Mask R-CNN on the folder's pseudo-masks (RUN/segmenter)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="working size images are resized to (default: the run's image size)")
+    g.add_argument("--feature-size", type=int, default=None,
+                   help="size for patch features (larger: a finer patch grid)")
+    g.add_argument("--masks", type=int, default=3, help="MaskCut cuts per image")
+    g.add_argument("--tau", type=float, default=0.15, help="MaskCut affinity threshold")
+    g.add_argument("--segmenter-set", action="append", metavar="KEY=VALUE",
+                   help="segmenter option, e.g. --segmenter-set steps=2000")
+    g.add_argument("--device", default=None)
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(handler=run_segment)
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from selfsight.config import config_from_dict
+    from selfsight.segment import MaskCutConfig, PseudoMaskConfig, SegmenterConfig, segment
+
+    masks = PseudoMaskConfig(size=args.feature_size,
+                             maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
+    train = None
+    if args.train_segmenter:
+        train = config_from_dict(SegmenterConfig, _key_values(args.segmenter_set,
+                                                              "--segmenter-set"), "segmenter")
+    summary = segment(args.run, args.images, args.out, overlays=args.overlays,
+                      image_size=args.image_size, masks=masks, method=args.method,
+                      train_segmenter=train, device=args.device,
+                      progress=not args.no_progress)
+    found = sum(len(r["instances"]) for r in summary["results"])
+    print(f"{len(summary['results'])} images, {found} instances ({summary['method']}), "
+          f"{len(summary['skipped'])} unreadable skipped; written: {args.out}"
+          + (f", overlays in {args.overlays}" if args.overlays else ""))
+    return 0
+
+
 # One (add_X, run_X) pair per command: a new command adds its pair and one entry here.
 COMMANDS = [add_pretrain, add_evaluate, add_drift, add_list, add_anomaly, add_export, add_embed,
             add_distill]
 COMMANDS.append(add_report)
+COMMANDS.append(add_segment)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,215 @@
+"""Unsupervised instance segmentation on Fashion-MNIST scenes (issue 6, CutLER's recipe).
+
+Stages (each writes under --out and is skipped when its output exists, so a killed run resumes):
+1. scenes:    train / test scenes with exact masks, COCO format (selfsight.data.scenes).
+2. pretrain:  DINO, MAE and SimCLR on the train scenes' images, the same ViT, the same
+              wall-clock budget, run at the same time with one thread each (PROTOCOL.md).
+3. features:  per method (and an untrained ViT): instance-ness AUROC on the test scenes and
+              MaskCut pseudo-mask AP / AP50 / AR@10 (pycocotools, class-agnostic).
+4. segmenter: Mask R-CNN trained on the best method's pseudo-masks of the train scenes with
+              DropLoss and one round of self-training; AP on the test scenes against the same
+              method's pseudo-masks on the test scenes.
+Overlay pictures (ground truth | pseudo-masks | segmenter) go to OUT/overlays.png.
+
+    python benchmarks/segment_scenes.py --budget 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsight.backbones import Backbone, BackboneConfig, load_backbone
+from selfsight.data.scenes import make_scenes, read_coco, write_coco
+from selfsight.segment import (
+    MaskCutConfig,
+    PseudoMaskConfig,
+    extract_patch_features,
+    instanceness,
+    mask_ap,
+    pseudo_masks,
+)
+from selfsight.segment.overlay import draw_instances, save_panel
+from selfsight.segment.segmenter import (
+    SegmenterConfig,
+    predict,
+    save_segmenter,
+    train_with_self_training,
+)
+
+ROOT = Path(__file__).resolve().parent
+METHODS = {  # method -> its options for a 6-block ViT-Tiny on 64-px views of 96-px scenes
+    "dino": ["--set", "out_dim=4096", "--set", "hidden_dim=1024", "--set", "ema_momentum=0.99"],
+    "mae": ["--set", "lr=1e-3", "--set", "decoder_dim=128", "--set", "decoder_depth=2",
+            "--set", "decoder_heads=4"],
+    "simclr": ["--set", "optimizer=adamw", "--set", "lr=5e-4", "--set", "weight_decay=0.05"],
+}
+BACKBONE = ["--backbone", "vit_tiny_patch16_224", "--backbone-set", "patch_size=8",
+            "--backbone-set", "depth=6", "--image-size", "96", "--view-size", "64"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=str(ROOT / "results" / "segment_scenes"))
+    p.add_argument("--train-scenes", type=int, default=4000)
+    p.add_argument("--test-scenes", type=int, default=500)
+    p.add_argument("--budget", type=float, default=1500, help="pretraining seconds per method")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--feature-size", type=int, default=128, help="96-px scenes are resized to "
+                   "this for patch features (128: a 16x16 grid of 8-px patches)")
+    p.add_argument("--masks", type=int, default=3, help="MaskCut cuts per image")
+    p.add_argument("--tau", type=float, default=0.15)
+    p.add_argument("--radius", type=int, default=4, help="guided-filter radius (px)")
+    p.add_argument("--segmenter-steps", type=int, default=1500)
+    p.add_argument("--segmenter-budget", type=float, default=None, help="seconds per round")
+    p.add_argument("--segmenter-method", default=None, help="default: best pseudo-mask AP50")
+    p.add_argument("--stages", nargs="+", default=["scenes", "pretrain", "features", "segmenter"])
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+def stage_scenes(out: Path, args: argparse.Namespace) -> None:
+    for split, n in (("train", args.train_scenes), ("test", args.test_scenes)):
+        if not (out / "scenes" / split / "annotations.json").is_file():
+            write_coco(make_scenes(n, split, seed=0), out / "scenes" / split)
+            print(f"wrote {n} {split} scenes")
+
+
+def stage_pretrain(out: Path, args: argparse.Namespace) -> None:
+    """All methods at once, one thread each: the same machine share for the same wall clock."""
+    jobs = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for method in args.methods:
+        if (out / method / "backbone.safetensors").is_file():
+            continue
+        resume = ["--resume"] if (out / method / "checkpoints").is_dir() else []
+        cmd = [sys.executable, "-m", "selfsight.cli", "pretrain",
+               str(out / "scenes" / "train" / "images"), "--method", method, *BACKBONE,
+               *METHODS[method], "--time-budget", str(args.budget), "--batch-size",
+               str(args.batch_size), "--out", str(out / method), "--no-progress", *resume]
+        print(" ".join(cmd))
+        log = (out / f"{method}.log").open("a")
+        jobs[method] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    for method, job in jobs.items():
+        if job.wait():
+            raise SystemExit(f"pretraining {method} failed: see {out / method}.log")
+
+
+def untrained_vit() -> Backbone:
+    torch.manual_seed(0)
+    return Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=96,
+                                   patch_size=8, model_kwargs={"depth": 6},
+                                   mean=(0.5,), std=(0.25,))).eval()
+
+
+def mask_config(args: argparse.Namespace) -> PseudoMaskConfig:
+    return PseudoMaskConfig(size=args.feature_size, radius=args.radius,
+                            maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
+
+
+def run_stats(run: Path) -> dict:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+    last = [x for x in lines if "images_seen" in x][-1]
+    return {"images_seen": last["images_seen"], "elapsed_s": round(last["elapsed"], 1),
+            "epochs": last.get("epoch"), "final_loss": last.get("loss")}
+
+
+def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
+    images, masks, classes = test
+    results = {}
+    for name in ["untrained", *args.methods]:
+        path = out / "features" / f"{name}.json"
+        if path.is_file():
+            results[name] = json.loads(path.read_text())
+            continue
+        backbone = untrained_vit() if name == "untrained" else load_backbone(out / name)
+        start = time.time()
+        feats = extract_patch_features(backbone, images, args.feature_size)
+        inst = instanceness(feats, masks, classes)
+        pseudo, scores = pseudo_masks(backbone, images, mask_config(args))
+        result = {"instanceness": inst, "pseudo_masks": mask_ap(masks, pseudo, scores),
+                  "masks_per_image": float(np.mean([len(m) for m in pseudo])),
+                  "seconds": round(time.time() - start, 1),
+                  "pretraining": None if name == "untrained" else run_stats(out / name)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+        np.savez_compressed(out / "features" / f"{name}_test_masks.npz",
+                            *[np.packbits(m) for m in pseudo])
+        results[name] = result
+        print(name, json.dumps(result))
+    return results
+
+
+def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: dict) -> dict:
+    method = args.segmenter_method or max(
+        args.methods, key=lambda m: features[m]["pseudo_masks"]["AP50"])
+    path = out / "segmenter" / "result.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    backbone = load_backbone(out / method)
+    train_images, _, _ = read_coco(out / "scenes" / "train")
+    train_pseudo, _ = pseudo_masks(backbone, train_images, mask_config(args))
+    config = SegmenterConfig(image_size=train_images.shape[1], steps=args.segmenter_steps,
+                             time_budget=args.segmenter_budget)
+    start = time.time()
+    model, history = train_with_self_training(train_images, train_pseudo, config)
+    seconds = time.time() - start
+    save_segmenter(model, config, out / "segmenter")
+    images, masks, _ = test
+    predictions = predict(model, images)
+    pseudo, scores = pseudo_masks(backbone, images, mask_config(args))
+    result = {"features_from": method, "config": asdict(config), "train_seconds": seconds,
+              "history": history,
+              "segmenter": mask_ap(masks, [p["masks"] for p in predictions],
+                                   [p["scores"] for p in predictions]),
+              "pseudo_masks": mask_ap(masks, pseudo, scores)}
+    path.write_text(json.dumps(result, indent=2))
+    picks = range(0, 48, 4)
+    save_panel(out / "overlays.png", [
+        [draw_instances(images[i], masks[i]) for i in picks],
+        [draw_instances(images[i], pseudo[i]) for i in picks],
+        [draw_instances(images[i], predictions[i]["masks"][predictions[i]["scores"] >= 0.5])
+         for i in picks]])
+    return result
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if "scenes" in args.stages:
+        stage_scenes(out, args)
+    if "pretrain" in args.stages:
+        stage_pretrain(out, args)
+    test = read_coco(out / "scenes" / "test")
+    features = stage_features(out, args, test) if "features" in args.stages else {}
+    print(f"\n{'features':<10} {'inst same-cat':>13} {'inst bg':>8} {'AP':>6} {'AP50':>6} "
+          f"{'AR@10':>6} {'masks/img':>9}")
+    for name, r in features.items():
+        i, a = r["instanceness"], r["pseudo_masks"]
+        print(f"{name:<10} {i['same_category']:>13.3f} {i['background']:>8.3f} {a['AP']:>6.3f} "
+              f"{a['AP50']:>6.3f} {a['AR10']:>6.3f} {r['masks_per_image']:>9.2f}")
+    summary = {"args": vars(args), "features": features}
+    if "segmenter" in args.stages:
+        seg = stage_segmenter(out, args, test, features)
+        summary["segmenter"] = seg
+        s, p = seg["segmenter"], seg["pseudo_masks"]
+        print(f"\nsegmenter on {seg['features_from']} pseudo-masks: AP {s['AP']:.3f} AP50 "
+              f"{s['AP50']:.3f} AR@10 {s['AR10']:.3f}  (pseudo-masks: AP {p['AP']:.3f} AP50 "
+              f"{p['AP50']:.3f} AR@10 {p['AR10']:.3f})")
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
