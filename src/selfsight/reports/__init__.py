@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from PIL import Image
 from tqdm.auto import tqdm
 
 from selfsight.reports import figures
@@ -60,6 +61,9 @@ CAPTIONS = {
     "robustness": "Test accuracy as each corruption is applied to the test images at increasing "
                   "severity; severity 0 and the dashed line are the clean accuracy. A line that "
                   "stays flat means the features ignore that corruption.",
+    "instances": "Each coloured region is one instance that `selfsight segment` separated, with "
+                 "no labels: MaskCut cuts of the backbone's patch features, or the segmenter "
+                 "trained on them. Below: how many instances each image got.",
     "near_duplicates": "Each column: a test image (top) and the training image whose features "
                        "it nearly repeats (bottom), cosine similarity above. Test images with a "
                        "near-duplicate in the training set make kNN scores partly memory rather "
@@ -88,6 +92,8 @@ def report(run: str | Path, out: str | Path | None = None, progress: bool = True
     for name, result in evals.items():
         prefix = "" if len(evals) == 1 else f"{name}_"
         sections.append(eval_section(run, name, result, prefix, jobs))
+    if (run / "segment" / "summary.json").is_file():
+        sections.append(segment_section(run, jobs))
     for card, build in tqdm(jobs, desc="report figures", disable=not progress, unit="figure"):
         if build is not None:
             card.png = figures.save_png(build(), out / f"{card.key}.png")
@@ -170,6 +176,25 @@ def _training_card(records: list[dict[str, Any]],
     jobs.append((card, None if card.note else functools.partial(figures.training_curves,
                                                                  records)))
     return card
+
+
+def segment_section(run: Path, jobs: list[tuple[Card, Callable[[], Any] | None]]) -> Section:
+    """The latest ``selfsight segment`` of this run: examples and instances per image."""
+    summary = json.loads((run / "segment" / "summary.json").read_text())
+    counts = summary["instances_per_image"]
+    section = Section("Instances found without labels")
+    section.details = [("images", str(len(counts))), ("method", summary["method"]),
+                       ("instances per image (mean)", f"{np.mean(counts):.2f}" if counts else "-"),
+                       ("unreadable files skipped", str(summary["skipped"])),
+                       ("masks (COCO RLE)", summary["out"])]
+    card = Card("instances", "Instances", CAPTIONS["instances"], wide=True)
+    examples = run / "segment" / "examples.png"
+    if not examples.is_file():
+        card.note = f"Skipped: {examples} is missing."
+    jobs.append((card, None if card.note else functools.partial(
+        figures.instances, np.asarray(Image.open(examples).convert("RGB")), counts)))
+    section.cards.append(card)
+    return section
 
 
 # --- one evaluation set --------------------------------------------------------------------

@@ -403,3 +403,21 @@ def robustness_curves(result: dict[str, Any]) -> Figure:
     ax.set_title("Accuracy under corruption")
     ax.legend(loc="lower left")
     return fig
+
+
+@_styled
+def instances(examples: np.ndarray, counts: Sequence[int]) -> Figure:
+    """Overlay examples from ``selfsight segment`` (one row, each instance in its own colour)
+    above a histogram of how many instances each image got."""
+    fig = new_figure(WIDE, WIDE * examples.shape[0] / examples.shape[1] + 2.6)
+    top, bottom = fig.subplots(2, 1, height_ratios=[examples.shape[0] / examples.shape[1] * 6, 1])
+    top.imshow(examples, interpolation="nearest")
+    top.set_axis_off()
+    top.set_title("Instances found, first images of the folder")
+    most = max(counts, default=0)
+    bottom.hist(counts, bins=np.arange(most + 2) - 0.5, color=ACCENT, rwidth=0.85)
+    bottom.set_xticks(range(most + 1))
+    bottom.yaxis.get_major_locator().set_params(integer=True)
+    bottom.set_xlabel("instances per image")
+    bottom.set_ylabel("images")
+    return fig

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from selfsight.backbones import load_backbone
 from selfsight.data.folder import open_image, scan_folder
 from selfsight.segment.coco_eval import encode
-from selfsight.segment.overlay import draw_instances
+from selfsight.segment.overlay import draw_instances, save_panel
 from selfsight.segment.pseudo_masks import PseudoMaskConfig, pseudo_masks
 from selfsight.segment.segmenter import (
     SegmenterConfig,
@@ -32,6 +32,7 @@ from selfsight.segment.segmenter import (
 )
 
 SEGMENTER_DIR = "segmenter"
+EXAMPLES = 8  # overlay pictures kept for the report
 
 
 @dataclass
@@ -118,13 +119,17 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
                                        progress=progress)))
     else:
         raise ValueError(f"method must be auto, maskcut or segmenter, got {method!r}")
-    results = []
+    results, pictures = [], []
     for index, (file, own_size, (m, s)) in enumerate(zip(folder.files, folder.sizes, found)):
         resized = _resize_masks(m, own_size)
         results.append({"file": file, "height": own_size[0], "width": own_size[1],
                         "instances": _instances(resized, s)})
+        if overlays is None and index >= EXAMPLES:
+            continue
+        picture = draw_instances(folder.images[index], m)
+        if index < EXAMPLES:
+            pictures.append(picture)
         if overlays is not None:
-            picture = draw_instances(folder.images[index], m)
             target = Path(overlays) / f"{Path(file).with_suffix('')}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(picture).save(target)
@@ -134,4 +139,11 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary))
+    # For `selfsight report`: the latest segmentation's counts and a row of examples.
+    (run / "segment").mkdir(exist_ok=True)
+    save_panel(run / "segment" / "examples.png", [[p] for p in pictures])
+    (run / "segment" / "summary.json").write_text(json.dumps({
+        "out": str(out), "images": str(images), "method": method,
+        "instances_per_image": [len(r["instances"]) for r in results],
+        "skipped": len(folder.skipped)}))
     return summary
