@@ -134,8 +134,9 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
             continue
         backbone = untrained_vit() if name == "untrained" else load_backbone(out / name)
         start = time.time()
-        feats = extract_patch_features(backbone, images, args.feature_size)
-        inst = instanceness(feats, masks, classes)
+        inst = {kind: instanceness(extract_patch_features(backbone, images, args.feature_size,
+                                                          kind), masks, classes)
+                for kind in ("keys", "tokens")}  # MaskCut below uses the keys
         pseudo, scores = pseudo_masks(backbone, images, mask_config(args))
         result = {"instanceness": inst, "pseudo_masks": mask_ap(masks, pseudo, scores),
                   "masks_per_image": float(np.mean([len(m) for m in pseudo])),
@@ -197,7 +198,7 @@ def main() -> None:
     print(f"\n{'features':<10} {'inst same-cat':>13} {'inst bg':>8} {'AP':>6} {'AP50':>6} "
           f"{'AR@10':>6} {'masks/img':>9}")
     for name, r in features.items():
-        i, a = r["instanceness"], r["pseudo_masks"]
+        i, a = r["instanceness"]["keys"], r["pseudo_masks"]
         print(f"{name:<10} {i['same_category']:>13.3f} {i['background']:>8.3f} {a['AP']:>6.3f} "
               f"{a['AP50']:>6.3f} {a['AR10']:>6.3f} {r['masks_per_image']:>9.2f}")
     summary = {"args": vars(args), "features": features}

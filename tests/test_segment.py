@@ -148,3 +148,27 @@ def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path):
                  "--segmenter-set", "batch_size=2", "--no-progress"]) == 0
     assert (run / "segmenter" / "segmenter.safetensors").is_file()
     assert json.loads(out.read_text())["method"] == "segmenter"
+
+
+def test_pseudo_masks_shapes_scores_and_images_without_objects(monkeypatch):
+    import sys
+
+    from selfsight.segment import PseudoMaskConfig, pseudo_masks
+
+    pseudo_masks_module = sys.modules["selfsight.segment.pseudo_masks"]  # the function shadows it
+
+    torch.manual_seed(0)
+    backbone = Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=64,
+                                       patch_size=8, model_kwargs={"depth": 2}, mean=(0.2,),
+                                       std=(0.3,)))
+    rng = np.random.default_rng(1)
+    scene, _ = _blob_scene(rng, 64)
+    masks, scores = pseudo_masks(backbone, scene[None], PseudoMaskConfig(), progress=False)
+    assert masks[0].shape[1:] == (64, 64) and len(masks[0]) >= 1
+    assert masks[0].sum(0).max() <= 1  # disjoint
+    assert list(scores[0]) == sorted(scores[0], reverse=True)
+    # An image where every cut is rejected: an empty (0, H, W) result, not a crash.
+    monkeypatch.setattr(pseudo_masks_module, "maskcut",
+                        lambda f, _c: [np.zeros((0, *f.shape[-2:]), bool)] * len(f))
+    masks, scores = pseudo_masks(backbone, scene[None], PseudoMaskConfig(), progress=False)
+    assert masks[0].shape == (0, 64, 64) and scores[0].shape == (0,)

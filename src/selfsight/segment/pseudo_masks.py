@@ -43,7 +43,7 @@ def pseudo_masks(backbone: Backbone, images: np.ndarray, config: PseudoMaskConfi
         for image, patch_masks in zip(batch, maskcut(features, config.maskcut)):
             pixel = upsample_masks(patch_masks, image.shape[:2], image, config.refine,
                                    config.radius, config.eps)
-            keep = pixel.reshape(len(pixel), -1).any(1)  # refinement may empty a sliver
+            keep = pixel.any(axis=(1, 2))  # refinement may empty a sliver
             masks.append(pixel[keep])
             scores.append(1.0 / np.arange(1, len(pixel) + 1)[keep])
     return masks, scores
