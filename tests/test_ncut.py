@@ -305,3 +305,27 @@ def test_upsample_masks_shape_and_disjointness():
         assert (pixels.sum(0) <= 1).all()
         assert pixels.any()
     assert upsample_masks(np.zeros((0, 6, 5), dtype=bool), (48, 40)).shape == (0, 48, 40)
+
+
+def test_recursive_split_separates_touching_objects():
+    labels = np.zeros((16, 16), dtype=int)
+    labels[4:12, 2:8] = 1
+    labels[4:12, 8:14] = 2  # touching side by side: one connected foreground
+    features = planted_features(labels)[None]
+    merged = maskcut(features, MaskCutConfig(n_masks=1))[0][0]
+    assert mask_iou(merged, labels > 0) > 0.9  # a single cut keeps both together
+    split = maskcut(features, MaskCutConfig(n_masks=1, split_ncut=0.5))[0][0]
+    assert max(mask_iou(split, labels == k) for k in (1, 2)) > 0.9
+    # One object's own patches are one clique: it is not split further.
+    single = np.where(labels == 2, 0, labels)
+    whole = maskcut(planted_features(single)[None], MaskCutConfig(n_masks=1, split_ncut=0.5))
+    assert mask_iou(whole[0][0], single == 1) > 0.9
+
+
+def test_bipartition_never_returns_unavailable_patches():
+    labels = two_blobs()
+    vector = torch.from_numpy(np.where(labels > 0, 1.0, -0.2).reshape(-1))
+    available = labels != 1  # blob 1 was found before
+    component, seed = bipartition(vector, labels.shape, available)
+    assert not (component & ~available).any()
+    assert mask_iou(component, labels == 2) > 0.9 and available.flat[seed]

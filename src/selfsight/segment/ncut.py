@@ -89,7 +89,8 @@ def _lobpcg_second_largest(normalised: Tensor, sqrt_degree: Tensor) -> Tensor:
     return vectors[:, 0]
 
 
-def bipartition(vector: Tensor, grid: tuple[int, int]) -> tuple[np.ndarray, int]:
+def bipartition(vector: Tensor, grid: tuple[int, int], available: np.ndarray | None = None
+                ) -> tuple[np.ndarray, int]:
     """Salient part of one NCut vector (N,) on an (h, w) patch grid -> (seed component, seed).
 
     As in MaskCut: split at the vector's mean; the side above the mean is the foreground unless
@@ -97,14 +98,21 @@ def bipartition(vector: Tensor, grid: tuple[int, int]) -> tuple[np.ndarray, int]
     unless the patch of largest |vector| lies outside it; either case flips the vector. The seed
     is the argmax of the (possibly flipped) vector, and only the 4-connected foreground component
     holding the seed is kept. Returns an (h, w) bool array and the flat seed index.
+
+    ``available`` (h, w) bool: the patches still in play. Patches found in earlier rounds take
+    no part in the mean, the corners, the seed or the component, so a later cut cannot return
+    them again, nor bridge two objects through them.
     """
     values = vector.detach().double().cpu().numpy().reshape(grid)
-    foreground = values > values.mean()
-    corners = foreground[[0, 0, -1, -1], [0, -1, 0, -1]]
-    peak = np.unravel_index(np.abs(values).argmax(), grid)
-    if corners.sum() >= 3 or not foreground[peak]:
-        values, foreground = -values, ~foreground
-    seed = int(values.argmax())
+    live = np.ones(grid, dtype=bool) if available is None else np.asarray(available, dtype=bool)
+    if not live.any():
+        return np.zeros(grid, dtype=bool), 0
+    foreground = (values > values[live].mean()) & live
+    corners = [(0, 0), (0, -1), (-1, 0), (-1, -1)]
+    peak = np.unravel_index(np.where(live, np.abs(values), -np.inf).argmax(), grid)
+    if sum(foreground[c] for c in corners) >= 3 or not foreground[peak]:
+        values, foreground = -values, ~foreground & live
+    seed = int(np.where(live, values, -np.inf).argmax())
     labels, _ = ndimage.label(foreground, structure=FOUR_CONNECTED)
     seed_label = labels.flat[seed]
     # A constant vector has no side above its mean: then there is no object.
@@ -121,6 +129,13 @@ class MaskCutConfig:
     max_overlap: reject a candidate whose IoU with any accepted mask of the image exceeds this.
     min_area: reject a mask covering this fraction of the grid or less.
     eigen_method: see ``second_eigenvector``.
+    exclude_found: with False (CutLER), found patches stay in the graph with zeroed features and
+      a later cut may pick them up again, with a new object attached: the overlap rule then
+      rejects both, and a cut that finds only them is the implicit stop. With True they take no
+      part in the bipartition (``available``): more objects per image, but no implicit stop,
+      so once the objects are found the remaining cuts return pieces of background.
+    split_ncut: split a candidate again while its own graph cuts at a normalized-cut value at
+      most this (``split_recursively``): separates touching instances; None turns it off.
     """
 
     n_masks: int = 3
@@ -129,6 +144,8 @@ class MaskCutConfig:
     max_overlap: float = 0.5
     min_area: float = 0.01
     eigen_method: EigenMethod = "auto"
+    exclude_found: bool = False  # found patches leave the bipartition too (not in CutLER)
+    split_ncut: float | None = None  # recursive splitting of a candidate (None: MaskCut as is)
 
 
 def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.ndarray]:
@@ -160,12 +177,49 @@ def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.nd
         w = affinity(patches * keep[..., None], config.tau, config.eps)  # (B, N, N)
         vectors = second_eigenvector(w, config.eigen_method)  # (B, N)
         for image, vector in enumerate(vectors):
-            candidate, _ = bipartition(vector, grid)
+            live = ~dropped[image] if config.exclude_found else None
+            candidate, seed = bipartition(vector, grid, live)
+            if config.split_ncut is not None:
+                candidate = split_recursively(w[image], candidate, seed, config.split_ncut)
             mask = candidate & ~dropped[image]
             if keep_candidate(candidate, mask, found[image], config):
                 found[image].append(mask)
             dropped[image] |= candidate
     return [np.stack(masks) if masks else np.zeros((0, *grid), dtype=bool) for masks in found]
+
+
+def ncut_cost(w: Tensor, part: Tensor, rest: Tensor) -> float:
+    """Normalized-cut value (Shi & Malik, 2000) of the split (part, rest) of a graph's nodes:
+    cut/vol(part) + cut/vol(rest); near 0 for two unlinked groups, about 1 for halves of a
+    clique (on the binary graph, one object's patches)."""
+    cut = w[part][:, rest].sum()
+    vol_part, vol_rest = w[part].sum(), w[rest].sum()
+    return float(cut / vol_part + cut / vol_rest) if vol_part > 0 and vol_rest > 0 else 1.0
+
+
+def split_recursively(w: Tensor, candidate: np.ndarray, seed: int, max_cost: float
+                      ) -> np.ndarray:
+    """Recursive two-way normalized cut (Shi & Malik, 2000, sec. 3.1) inside a candidate: while
+    the candidate's own graph splits at a cost <= ``max_cost``, keep the side holding the seed
+    (its 4-connected component). One bipartition of the whole image puts touching objects on the
+    same side, and their union is connected; this separates them when their features differ."""
+    grid = candidate.shape
+    while candidate.sum() >= 4:
+        nodes = torch.from_numpy(np.flatnonzero(candidate)).to(w.device)
+        sub = w[nodes][:, nodes]  # the candidate's own graph
+        vector = second_eigenvector(sub[None])[0]
+        side = (vector > vector.mean()).cpu().numpy()
+        where = np.flatnonzero(candidate)
+        seed_side = side[np.searchsorted(where, seed)]
+        part = side == seed_side
+        if part.all() or ncut_cost(sub, torch.from_numpy(part).to(w.device),
+                                   torch.from_numpy(~part).to(w.device)) > max_cost:
+            break
+        kept = np.zeros(candidate.size, dtype=bool)
+        kept[where[part]] = True
+        labels, _ = ndimage.label(kept.reshape(grid), structure=FOUR_CONNECTED)
+        candidate = labels == labels.flat[seed]
+    return candidate
 
 
 def keep_candidate(candidate: np.ndarray, mask: np.ndarray, previous: list[np.ndarray],
