@@ -5,7 +5,8 @@ Stages (each writes under --out and is skipped when its output exists, so a kill
 2. pretrain:  DINO, MAE and SimCLR on the train scenes' images, the same ViT, the same
               wall-clock budget, run at the same time with one thread each (PROTOCOL.md).
 3. features:  per method (and an untrained ViT): instance-ness AUROC on the test scenes and
-              MaskCut pseudo-mask AP / AP50 / AR@10 (pycocotools, class-agnostic).
+              MaskCut pseudo-mask AP / AP50 / AR@10 (pycocotools, class-agnostic); and the same
+              cuts on "oracle" features made from the true masks: what MaskCut can reach.
 4. segmenter: Mask R-CNN trained on the best method's pseudo-masks of the train scenes with
               DropLoss and one round of self-training; AP on the test scenes against the same
               method's pseudo-masks on the test scenes.
@@ -22,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ from selfsight.segment import (
     mask_ap,
     pseudo_masks,
 )
+from selfsight.segment.ncut import maskcut
 from selfsight.segment.overlay import draw_instances, save_panel
+from selfsight.segment.refine import upsample_masks
 from selfsight.segment.segmenter import (
     SegmenterConfig,
     predict,
@@ -112,6 +115,40 @@ def untrained_vit() -> Backbone:
                                    mean=(0.5,), std=(0.25,))).eval()
 
 
+def oracle_features(masks: list[np.ndarray], grid: int, seed: int = 0) -> torch.Tensor:
+    """A ceiling for MaskCut: per patch, the fraction of it each true instance (and the
+    background) covers, one channel each, plus a little noise: (N, 1 + max K, grid, grid)."""
+    generator = torch.Generator().manual_seed(seed)
+    width = 1 + max(len(m) for m in masks)
+    out = torch.zeros(len(masks), width, grid, grid)
+    for i, m in enumerate(masks):
+        cover = torch.nn.functional.adaptive_avg_pool2d(
+            torch.from_numpy(m).float()[None], (grid, grid))[0]  # (K, grid, grid)
+        out[i, 0] = 1 - cover.sum(0)
+        out[i, 1:1 + len(m)] = cover
+    return out + 0.05 * torch.randn(out.shape, generator=generator)
+
+
+def oracle_ceiling(masks: list[np.ndarray], images: np.ndarray, args: argparse.Namespace
+                   ) -> dict:
+    """MaskCut on oracle features: as configured, and with the two options that target
+    touching objects (found patches out of later cuts; recursive split, 5 masks)."""
+    features = oracle_features(masks, args.feature_size // 8)
+    base = mask_config(args).maskcut
+    variants = {"maskcut": base,
+                "exclude_found": replace(base, exclude_found=True),
+                "exclude_found+split_ncut=0.5, 5 masks": replace(
+                    base, exclude_found=True, split_ncut=0.5, n_masks=5)}
+    out = {}
+    for label, config in variants.items():
+        pseudo = [upsample_masks(m, image.shape[:2], image, True, args.radius)
+                  for m, image in zip(maskcut(features, config), images)]
+        out[label] = {"pseudo_masks": mask_ap(masks, pseudo, [
+            1 / np.arange(1, len(p) + 1) for p in pseudo]),
+            "masks_per_image": float(np.mean([len(m) for m in pseudo]))}
+    return {**out["maskcut"], "variants": out}
+
+
 def mask_config(args: argparse.Namespace) -> PseudoMaskConfig:
     return PseudoMaskConfig(size=args.feature_size, radius=args.radius,
                             maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
@@ -127,10 +164,14 @@ def run_stats(run: Path) -> dict:
 def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
     images, masks, classes = test
     results = {}
-    for name in ["untrained", *args.methods]:
+    for name in ["untrained", *args.methods, "oracle"]:
         path = out / "features" / f"{name}.json"
         if path.is_file():
             results[name] = json.loads(path.read_text())
+            continue
+        if name == "oracle":  # the same cuts on ground-truth instance features
+            results[name] = oracle_ceiling(masks, images, args)
+            path.write_text(json.dumps(results[name], indent=2))
             continue
         backbone = untrained_vit() if name == "untrained" else load_backbone(out / name)
         start = time.time()
@@ -152,7 +193,7 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
 
 
 def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: dict) -> dict:
-    method = args.segmenter_method or max(
+    method = args.segmenter_method or max(  # the best learned features, not the oracle
         args.methods, key=lambda m: features[m]["pseudo_masks"]["AP50"])
     path = out / "segmenter" / "result.json"
     if path.is_file():
@@ -198,7 +239,9 @@ def main() -> None:
     print(f"\n{'features':<10} {'inst same-cat':>13} {'inst bg':>8} {'AP':>6} {'AP50':>6} "
           f"{'AR@10':>6} {'masks/img':>9}")
     for name, r in features.items():
-        i, a = r["instanceness"]["keys"], r["pseudo_masks"]
+        no_pairs = dict.fromkeys(("same_category", "background"), np.nan)  # oracle: not measured
+        i = r.get("instanceness", {}).get("keys", no_pairs)
+        a = r["pseudo_masks"]
         print(f"{name:<10} {i['same_category']:>13.3f} {i['background']:>8.3f} {a['AP']:>6.3f} "
               f"{a['AP50']:>6.3f} {a['AR10']:>6.3f} {r['masks_per_image']:>9.2f}")
     summary = {"args": vars(args), "features": features}
