@@ -10,7 +10,7 @@ Stages (each writes under --out and is skipped when its output exists, so a kill
 4. segmenter: Mask R-CNN trained on the best method's pseudo-masks of the train scenes with
               DropLoss and one round of self-training; AP on the test scenes against the same
               method's pseudo-masks on the test scenes.
-Overlay pictures (ground truth | pseudo-masks | segmenter) go to OUT/overlays.png.
+Overlay pictures (ground truth | pseudo-masks | segmenter) go to OUT/SEGMENTER_NAME/overlays.png.
 
     python benchmarks/segment_scenes.py --budget 1500
 """
@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--segmenter-budget", type=float, default=None, help="seconds per round")
     p.add_argument("--segmenter-method", default=None, help="default: best pseudo-mask AP50")
+    p.add_argument("--segmenter-name", default="segmenter", help="output folder under --out")
     p.add_argument("--stages", nargs="+", default=["scenes", "pretrain", "features", "segmenter"])
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -195,7 +196,7 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
 def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: dict) -> dict:
     method = args.segmenter_method or max(  # the best learned features, not the oracle
         args.methods, key=lambda m: features[m]["pseudo_masks"]["AP50"])
-    path = out / "segmenter" / "result.json"
+    path = out / args.segmenter_name / "result.json"
     if path.is_file():
         return json.loads(path.read_text())
     backbone = load_backbone(out / method)
@@ -206,7 +207,7 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
     start = time.time()
     model, history = train_with_self_training(train_images, train_pseudo, config)
     seconds = time.time() - start
-    save_segmenter(model, config, out / "segmenter")
+    save_segmenter(model, config, out / args.segmenter_name)
     images, masks, _ = test
     predictions = predict(model, images)
     pseudo, scores = pseudo_masks(backbone, images, mask_config(args))
@@ -217,7 +218,7 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
               "pseudo_masks": mask_ap(masks, pseudo, scores)}
     path.write_text(json.dumps(result, indent=2))
     picks = range(0, 48, 4)
-    save_panel(out / "overlays.png", [
+    save_panel(out / args.segmenter_name / "overlays.png", [
         [draw_instances(images[i], masks[i]) for i in picks],
         [draw_instances(images[i], pseudo[i]) for i in picks],
         [draw_instances(images[i], predictions[i]["masks"][predictions[i]["scores"] >= 0.5])
