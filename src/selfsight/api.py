@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,7 @@ import torch
 import yaml
 
 from selfsight.backbones import (
-    BackboneConfig,
-    check_backbone_name,
+    backbone_config,
     is_vit_name,
     load_backbone,
     resolve_alias,
@@ -30,7 +29,7 @@ from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import evaluation_sections
 from selfsight.methods import get_method
 from selfsight.train.fit import TrainConfig, fit
-from selfsight.views.pipeline import MultiViewConfig, ViewConfig, default_stats
+from selfsight.views.pipeline import MultiViewConfig, ViewConfig
 
 KNN_MONITOR_SIZE = 10_000
 
@@ -43,19 +42,6 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
-
-
-def backbone_config(name: str, channels: int, image_size: int,
-                    options: dict[str, Any] | None) -> BackboneConfig:
-    """BackboneConfig fields from ``options`` where they match, every other key a timm kwarg."""
-    check_backbone_name(name)
-    name, options = resolve_alias(name, options)
-    own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"}
-    mine = {k: v for k, v in options.items() if k in own}
-    timm_kwargs = {k: v for k, v in options.items() if k not in own}
-    mean, std = default_stats(channels)
-    return BackboneConfig(name=name, in_chans=channels, image_size=image_size, mean=mean, std=std,
-                          model_kwargs=timm_kwargs, **mine)
 
 
 def override_views(views: MultiViewConfig, options: dict[str, Any] | None) -> MultiViewConfig:

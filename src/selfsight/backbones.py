@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from selfsight.views.pipeline import default_stats
 
 SMALL_IMAGE = 64
 
@@ -64,6 +66,19 @@ class BackboneConfig:
     @property
     def uses_small_stem(self) -> bool:
         return self.image_size <= SMALL_IMAGE if self.small_stem is None else self.small_stem
+
+
+def backbone_config(name: str, channels: int, image_size: int,
+                    options: dict[str, Any] | None) -> BackboneConfig:
+    """BackboneConfig fields from ``options`` where they match, every other key a timm kwarg."""
+    check_backbone_name(name)
+    name, options = resolve_alias(name, options)
+    own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"}
+    mine = {k: v for k, v in options.items() if k in own}
+    timm_kwargs = {k: v for k, v in options.items() if k not in own}
+    mean, std = default_stats(channels)
+    return BackboneConfig(name=name, in_chans=channels, image_size=image_size, mean=mean, std=std,
+                          model_kwargs=timm_kwargs, **mine)
 
 
 def list_backbones() -> dict[str, str]:

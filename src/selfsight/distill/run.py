@@ -12,8 +12,14 @@ import lightning as L
 import torch
 import yaml
 
-from selfsight.api import backbone_config, check_same_recipe, override_views
-from selfsight.backbones import BackboneConfig, is_vit_name, load_backbone, resolve_alias
+from selfsight.api import check_same_recipe, override_views
+from selfsight.backbones import (
+    BackboneConfig,
+    backbone_config,
+    is_vit_name,
+    load_backbone,
+    resolve_alias,
+)
 from selfsight.config import config_from_dict
 from selfsight.data import load_images, write_skipped_report
 from selfsight.distill.distiller import DistillConfig, Distiller

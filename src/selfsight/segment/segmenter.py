@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,10 @@ from torchvision.ops import MultiScaleRoIAlign, box_iou, masks_to_boxes
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from tqdm.auto import tqdm
 
-from selfsight.backbones import Backbone, BackboneConfig, load_backbone, resolve_alias
+from selfsight.backbones import Backbone, BackboneConfig, backbone_config, load_backbone
+from selfsight.views.pipeline import GRAY_MEAN, GRAY_STD
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
-GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)  # luma of the ImageNet statistics
 
 
 @dataclass
@@ -186,12 +186,7 @@ def backbone_for(config: SegmenterConfig) -> Backbone:
     small-image stem would keep 4-16x more positions in every stage."""
     if config.backbone_run is not None:
         return load_backbone(config.backbone_run).train()
-    name, options = resolve_alias(config.backbone)
-    own = {f.name for f in fields(BackboneConfig)}
-    return Backbone(BackboneConfig(
-        name=name, in_chans=1, image_size=config.image_size, small_stem=False,
-        mean=GRAY_MEAN, std=GRAY_STD, **{k: v for k, v in options.items() if k in own},
-        model_kwargs={k: v for k, v in options.items() if k not in own}))
+    return Backbone(backbone_config(config.backbone, 1, config.image_size, {"small_stem": False}))
 
 
 def build_segmenter(config: SegmenterConfig, backbone: Backbone | None = None
