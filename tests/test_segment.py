@@ -101,7 +101,7 @@ def _blob_scene(rng, size):
     return image, np.stack(masks)
 
 
-def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path):
+def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
     import json
 
     from PIL import Image
@@ -138,6 +138,9 @@ def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path):
             best.append(max((d & gt).sum() / (d | gt).sum() for d in decoded) if decoded else 0)
     assert np.mean(best) > 0.5  # bright squares on noise: found even by an untrained ViT
     assert (tmp_path / "overlays" / "sub" / "scene1.png").is_file()
+    assert main(["segment", str(run), str(folder), "--out", str(out), "--method",
+                 "segmenter"]) == 2
+    assert "holds no trained segmenter" in capsys.readouterr().err
     assert main(["report", str(run), "--no-progress"]) == 0  # the report shows the instances
     assert "Instances found without labels" in (run / "report" / "index.html").read_text()
     assert (run / "report" / "instances.png").stat().st_size > 10_000

@@ -33,6 +33,7 @@ from selfsight.segment.segmenter import (
 
 SEGMENTER_DIR = "segmenter"
 EXAMPLES = 8  # overlay pictures kept for the report
+METHODS = ("auto", "maskcut", "segmenter")
 
 
 @dataclass
@@ -95,30 +96,35 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
     (``RUN/segmenter``), or ``auto`` (the segmenter when the run has one). ``train_segmenter``:
     first train a segmenter on the folder's own pseudo-masks (DropLoss and self-training) and save
     it to ``RUN/segmenter``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     run = Path(run)
+    segmenter_dir = run / SEGMENTER_DIR
+    if method == "segmenter" and train_segmenter is None and not (
+            segmenter_dir / "segmenter.json").is_file():
+        raise FileNotFoundError(f"{segmenter_dir} holds no trained segmenter: train one with "
+                                "--train-segmenter, or use --method maskcut")
     backbone = load_backbone(run)
     size = image_size or backbone.config.image_size
     folder = read_folder(images, size, backbone.config.in_chans, progress)
     masks = masks or PseudoMaskConfig()
-    segmenter_dir = run / SEGMENTER_DIR
     history = None
     if train_segmenter is not None:
         pseudo, _ = pseudo_masks(backbone, folder.images, masks, device=device,
                                  progress=progress)
         config = SegmenterConfig(**{**asdict(train_segmenter), "image_size": size})
-        model, history = train_with_self_training(folder.images, pseudo, config, device=device)
+        model, rounds = train_with_self_training(folder.images, pseudo, config, device=device)
         save_segmenter(model, config, segmenter_dir)
+        history = {k: v for k, v in rounds.items() if k != "losses"}  # per-step losses: bulky
     if method == "auto":
         method = "segmenter" if (segmenter_dir / "segmenter.json").is_file() else "maskcut"
     if method == "segmenter":
         model = load_segmenter(segmenter_dir)
         predictions = predict(model, folder.images, device=device)
         found = [(p["masks"], p["scores"]) for p in predictions]
-    elif method == "maskcut":
+    else:
         found = list(zip(*pseudo_masks(backbone, folder.images, masks, device=device,
                                        progress=progress)))
-    else:
-        raise ValueError(f"method must be auto, maskcut or segmenter, got {method!r}")
     results, pictures = [], []
     for index, (file, own_size, (m, s)) in enumerate(zip(folder.files, folder.sizes, found)):
         resized = _resize_masks(m, own_size)
