@@ -77,6 +77,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--segmenter-budget", type=float, default=None, help="seconds per round")
     p.add_argument("--segmenter-method", default=None, help="default: best pseudo-mask AP50")
     p.add_argument("--segmenter-name", default="segmenter", help="output folder under --out")
+    p.add_argument("--self-training-rounds", type=int, default=1)
     p.add_argument("--stages", nargs="+", default=["scenes", "pretrain", "features", "segmenter"])
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -203,7 +204,8 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
     train_images, _, _ = read_coco(out / "scenes" / "train")
     train_pseudo, _ = pseudo_masks(backbone, train_images, mask_config(args))
     config = SegmenterConfig(image_size=train_images.shape[1], steps=args.segmenter_steps,
-                             time_budget=args.segmenter_budget)
+                             time_budget=args.segmenter_budget,
+                             self_training_rounds=args.self_training_rounds)
     start = time.time()
     model, history = train_with_self_training(train_images, train_pseudo, config)
     seconds = time.time() - start
@@ -212,6 +214,7 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
     predictions = predict(model, images)
     pseudo, scores = pseudo_masks(backbone, images, mask_config(args))
     result = {"features_from": method, "config": asdict(config), "train_seconds": seconds,
+              "self_training_rounds": args.self_training_rounds,
               "history": history,
               "segmenter": mask_ap(masks, [p["masks"] for p in predictions],
                                    [p["scores"] for p in predictions]),

@@ -64,6 +64,8 @@ class SegmenterConfig:
     drop_iou: float | None = 0.01  # None: no DropLoss
     self_train_drop_loss: bool = False  # CutLER's self-training rounds turn DropLoss off
     self_train_steps: int | None = None  # None: the same steps/time budget as the first round
+    # CutLER's recipe has one round; on our scenes it lowered AP50 (BENCHMARKS.md section 7).
+    self_training_rounds: int = 1
     score_keep: float = 0.7
     cover_iou: float = 0.5
     detections_per_image: int = 30
@@ -368,12 +370,14 @@ def train_with_self_training(
     images: np.ndarray,
     pseudo_masks: list[np.ndarray],
     config: SegmenterConfig,
-    rounds: int = 1,
+    rounds: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> tuple[InstanceSegmenter, dict[str, Any]]:
-    """CutLER: train on pseudo-masks with DropLoss, then ``rounds`` rounds of self-training,
-    each continuing from the previous round's weights on merged targets."""
+    """CutLER: train on pseudo-masks with DropLoss, then ``rounds`` rounds of self-training
+    (default ``config.self_training_rounds``), each continuing from the previous round's
+    weights on merged targets."""
+    rounds = config.self_training_rounds if rounds is None else rounds
     history: dict[str, Any] = {"losses": [], "targets_per_image": [], "seconds": []}
     targets = pseudo_masks
     model: InstanceSegmenter | None = None
