@@ -25,6 +25,7 @@ from selfsight.data import FASHION_MNIST, ImageSet, load_eval_sets, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
+from selfsight.eval.extract import default_device
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import evaluation_sections
 from selfsight.methods import get_method
@@ -177,7 +178,7 @@ def evaluate(
     A/B against training from scratch (``<data>_label_efficiency.json``)."""
     run = Path(run)
     backbone = load_backbone(run)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     cfg = backbone.config
     train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
     started = time.perf_counter()

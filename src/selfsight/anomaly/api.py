@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from selfsight.anomaly.model import AnomalyConfig, AnomalyModel
 from selfsight.anomaly.overlay import save_overlay
 from selfsight.backbones import load_backbone
 from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_images
+from selfsight.eval.extract import default_device
 
 
 def _images(data: Any, size: int, channels: int) -> ImageSet:
@@ -81,7 +81,7 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
                           "normal images' scores",
         "skipped_files": [f for f, _ in data.skipped],
         "seconds": round(time.perf_counter() - started, 1),
-        "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "device": str(default_device(device)),
         "results": [{"file": name, "score": float(scores["image"][i]),
                      "anomalous": bool(scores["anomalous"][i]),
                      "patch_score": float(scores["patch"][i]),

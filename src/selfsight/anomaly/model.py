@@ -19,6 +19,7 @@ from selfsight.anomaly.bank import coreset_size, kcenter_greedy, knn_distance
 from selfsight.anomaly.features import default_levels, iter_features
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.config import config_from_dict
+from selfsight.eval.extract import default_device
 
 IMAGE_SCORES = ("patch", "pooled", "combined")
 MODEL_JSON, MODEL_WEIGHTS = "anomaly.json", "anomaly.safetensors"
@@ -75,10 +76,6 @@ def combined_score(patch: np.ndarray, pooled: np.ndarray, cal: Calibration) -> n
     return (patch - cal.patch_mean) / cal.patch_std + (pooled - cal.pooled_mean) / cal.pooled_std
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 class AnomalyModel:
     """A fitted memory bank: ``score(images)`` gives image scores, flags and pixel maps."""
 
@@ -113,7 +110,7 @@ class AnomalyModel:
         n_val = min(len(images) - 1, max(1, round(config.val_fraction * len(images))))
         val, bank = np.sort(order[:n_val]), np.sort(order[n_val:])
         model = cls(backbone, config, torch.empty(0), torch.empty(0))
-        device = _device(device)
+        device = default_device(device)
         pooled, patches = [], []
         for p, q in model._features(images[bank], device, progress, "bank features"):
             pooled.append(p.cpu())
@@ -171,7 +168,7 @@ class AnomalyModel:
         (N,) the sum of both as z-scores of the held-out normal images, ``anomalous``
         (N,) bool (image >= threshold) and ``maps`` (N, H, W) pixel anomaly maps."""
         height, width = images.shape[1:3]
-        device = _device(device)
+        device = default_device(device)
         patch_bank, pooled_bank = self.patch_bank.to(device), self.pooled_bank.to(device)
         patch_max, pooled_d, all_maps = [], [], []
         for pooled, patches in self._features(images, device, progress, "anomaly scores"):

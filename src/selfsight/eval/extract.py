@@ -24,6 +24,11 @@ def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None
     return (x - mean) / std
 
 
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or the GPU when there is one, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast where it is fast: CUDA, and CPUs with oneDNN."""
     enabled = device.type == "cuda" or torch.backends.mkldnn.is_available()

@@ -37,6 +37,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone, BackboneConfig, backbone_config, load_backbone
+from selfsight.eval.extract import default_device
 from selfsight.views.pipeline import GRAY_MEAN, GRAY_STD
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
@@ -194,10 +195,6 @@ def backbone_for(config: SegmenterConfig) -> Backbone:
 def build_segmenter(config: SegmenterConfig, backbone: Backbone | None = None
                     ) -> InstanceSegmenter:
     return InstanceSegmenter(config, backbone if backbone is not None else backbone_for(config))
-
-
-def default_device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 # ----------------------------------------------------------------------------- data
