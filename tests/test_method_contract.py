@@ -117,3 +117,22 @@ def test_dino_head_batch_norm_option(images):
     loss, _ = model.compute_loss(model.make_views(images))
     loss.backward()
     assert torch.isfinite(loss) and model.head.mlp[1].weight.grad is not None
+
+
+def test_rotnet_loss_is_cross_entropy_over_the_four_turns(images):
+    """Reference: each image turned k quarter turns by hand (np.rot90) must be classified k."""
+    import numpy as np
+
+    model = build("rotnet", "resnet18").eval()
+    views = model.make_views(images)
+    loss, logs = model.compute_loss(views)
+    view = views[0].float().numpy()
+    total, correct = 0.0, 0
+    for k in range(4):
+        turned = torch.from_numpy(np.ascontiguousarray(np.rot90(view, k, axes=(2, 3))))
+        logits = model.classifier(model.backbone(turned)).float()
+        total += float(torch.nn.functional.cross_entropy(logits, torch.full((len(view),), k)))
+        correct += int((logits.argmax(1) == k).sum())
+    assert float(loss) == pytest.approx(total / 4, rel=1e-4)
+    assert logs["rotation_accuracy"] == pytest.approx(correct / (4 * len(view)))
+    assert model.sample_losses.shape == (len(images),)

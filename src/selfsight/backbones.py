@@ -31,11 +31,14 @@ RECOMMENDED = {
     "convnext_atto": "ConvNeXt-Atto (Liu et al., 2022): a small modern CNN",
     "resnet18_cpu": "ResNet-18 at half width (32-256 channels) with a 3x3 stride-2 stem: about "
                     "9x faster than resnet18 on 28-px images; the CPU default",
+    "resnet18_cpu_quarter": "ResNet-18 at quarter width (16-128 channels), 3x3 stride-2 stem: "
+                            "about 2.5x faster again than resnet18_cpu; more epochs per CPU minute",
 }
 
 # selfsight names for a timm model plus options, resolved before building (saved resolved).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet18_cpu": ("resnet18", {"stem_stride": 2, "channels": (32, 64, 128, 256)}),
+    "resnet18_cpu_quarter": ("resnet18", {"stem_stride": 2, "channels": (16, 32, 64, 128)}),
 }
 
 

@@ -8,6 +8,7 @@ from selfsight.methods import (  # noqa: F401  (each module registers its method
     hierarchical,
     mae,
     moco_v3,
+    rotnet,
     simclr,
     vicreg,
 )

@@ -11,6 +11,7 @@ from selfsight.losses import nt_xent
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
 from selfsight.nn.heads import mlp
+from selfsight.views.ops import four_rotations
 
 
 @dataclass
@@ -39,7 +40,7 @@ class SimCLR(Method):
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         pair = views[:2]
         if self.config.shifted_rotations:  # (n, C, H, W) -> (4n, C, H, W): 0, 90, 180, 270
-            pair = [torch.cat([v.rot90(k, (2, 3)) for k in range(4)]) for v in pair]
+            pair = [four_rotations(v)[0] for v in pair]
         z1, z2 = (self.projector(self.backbone(v)) for v in pair)  # (n, proj_dim) each
         per_image = nt_xent(z1, z2, self.config.temperature, per_image=True)
         self.sample_losses = per_image[:len(views[0])].detach()  # the unrotated images

@@ -159,3 +159,11 @@ def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Ten
     mean_t = x.new_tensor(mean).view(1, -1, 1, 1)
     std_t = x.new_tensor(std).view(1, -1, 1, 1)
     return (x - mean_t) / std_t
+
+
+def four_rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) -> ((4B, C, H, W), (4B,) labels): the batch turned by 0, 90, 180 and 270
+    degrees (counter-clockwise), in that order; label k means k quarter turns."""
+    turned = torch.cat([x.rot90(k, (2, 3)) for k in range(4)])
+    labels = torch.arange(4, device=x.device).repeat_interleave(len(x))
+    return turned.contiguous(memory_format=torch.channels_last), labels
