@@ -2,7 +2,8 @@
 Roth et al. 2022): one-class AUROC (strict / pool / untrained) and synthetic local defects.
 
 One-class: each class in turn is normal, the other nine anomalous, on the 10,000 test images.
-  strict    : SimCLR pretrained only on that class's 6,000 training images (--budget s per class)
+  strict    : --method (default SimCLR) pretrained only on that class's 6,000 training images
+              (--budget s per class, --backbone, --set method options)
   pool      : one backbone pretrained on the whole unlabeled training pool (--pool-run)
   untrained : the same architecture with random weights (the floor)
 The bank is the class's training images minus a --val-fraction slice that sets the threshold.
@@ -45,6 +46,7 @@ SCORES = ("patch", "pooled", "combined")
 DEFECT_KEYS = ("auroc_patch", "auroc_pooled", "auroc_combined", "pixel_auroc", "pro_0.3")
 POOL_RUNS = ("benchmarks/results/simclr_30min/selfsight",
              "benchmarks/results/methods_fashion_mnist/simclr/selfsight")
+DEFAULT_BACKBONE = "resnet18_cpu"
 REFERENCES = "published strict one-class mean AUROC: OC-SVM 92.8, GEOM 93.5, GOAD 94.1"
 
 
@@ -57,7 +59,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--method", default="simclr")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="method option for strict pretraining, e.g. shifted_rotations=true")
-    p.add_argument("--backbone", default="resnet18_cpu")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--view-size", type=int, default=20)
     p.add_argument("--pool-run", default=None, help=f"default: first existing of {POOL_RUNS}")
     p.add_argument("--image-size", type=int, default=None,
@@ -97,9 +99,11 @@ def untrained(args: argparse.Namespace) -> Backbone:
 
 
 def strict_name(args: argparse.Namespace) -> str:
-    """Result folder tag: method, budget and any method options (never mix settings)."""
+    """Result folder tag: method, backbone (unless the default), budget and any method options
+    (never mix settings)."""
     extra = "".join(f"_{o.replace('=', '-')}" for o in args.set)
-    return f"{args.method}_{args.budget:g}s{extra}"
+    backbone = "" if args.backbone == DEFAULT_BACKBONE else f"_{args.backbone}"
+    return f"{args.method}{backbone}_{args.budget:g}s{extra}"
 
 
 def strict_backbone(args: argparse.Namespace, images: np.ndarray, cls: int, out: Path) -> Backbone:

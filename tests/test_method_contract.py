@@ -136,3 +136,27 @@ def test_rotnet_loss_is_cross_entropy_over_the_four_turns(images):
     assert float(loss) == pytest.approx(total / 4, rel=1e-4)
     assert logs["rotation_accuracy"] == pytest.approx(correct / (4 * len(view)))
     assert model.sample_losses.shape == (len(images),)
+
+
+def test_simclr_rotation_head_adds_a_weighted_rotation_loss(images):
+    """CSI's rotation classification on SimCLR: loss = NT-Xent of the turned views + weight x
+    cross entropy of the head's rotation prediction, both views of an image turned alike."""
+    from dataclasses import replace
+
+    from selfsight.losses import nt_xent
+    from selfsight.views.ops import random_rotations
+
+    model = build("simclr", "resnet18")
+    cls = get_method("simclr")
+    config = replace(model.config, rotation_weight=0.5)
+    model = cls(backbone=model.backbone.config, config=config, views=cls.default_views(16),
+                batch_size=16).eval()
+    views = model.make_views(images)
+    loss, logs = model.compute_loss(views)
+    turned, k = random_rotations(views[:2], model.step_generator(stream=1))
+    h1, h2 = (model.backbone(v) for v in turned)
+    contrastive = nt_xent(model.projector(h1), model.projector(h2), config.temperature)
+    rotation = torch.nn.functional.cross_entropy(model.rotation_head(torch.cat([h1, h2])),
+                                                 k.repeat(2))
+    assert logs["rotation_loss"] == pytest.approx(float(rotation), rel=1e-4)
+    assert float(loss) == pytest.approx(float(contrastive + 0.5 * rotation), rel=1e-4)

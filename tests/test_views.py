@@ -82,3 +82,24 @@ def test_multi_crop_sizes():
     cfg = MultiViewConfig(views=[ViewConfig(size=24), ViewConfig(size=12)])
     views = run(ViewPipeline(cfg, (0.5,), (0.25,)), images(), 0)
     assert [v.shape[-1] for v in views] == [24, 12]
+
+
+def test_rotations_turn_each_image_as_labelled():
+    """Against np.rot90 image by image: four_rotations in order 0..3, random_rotations turning
+    every view of image i by the same k_i."""
+    import numpy as np
+
+    from selfsight.views.ops import four_rotations, random_rotations
+
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    turned, labels = four_rotations(x)
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    for j, k in enumerate(labels.tolist()):
+        assert np.array_equal(turned[j].numpy(), np.rot90(x[j % 2].numpy(), k, axes=(1, 2)))
+    views = [x.repeat(8, 1, 1, 1), x.repeat(8, 1, 1, 1) + 1000]
+    out, k = random_rotations(views, torch.Generator().manual_seed(0))
+    assert k.shape == (16,) and set(k.tolist()) == {0, 1, 2, 3}  # all four drawn at this seed
+    for view, turned_view in zip(views, out):
+        for i in range(16):
+            assert np.array_equal(turned_view[i].numpy(),
+                                  np.rot90(view[i].numpy(), int(k[i]), axes=(1, 2)))

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from selfsight.losses import nt_xent
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
 from selfsight.nn.heads import mlp
-from selfsight.views.ops import four_rotations
+from selfsight.views.ops import four_rotations, random_rotations
 
 
 @dataclass
@@ -24,6 +26,10 @@ class SimCLRConfig(MethodConfig):
     # CSI (Tack et al., 2020): each 90-degree rotation of an image is a new instance, so rotated
     # copies become negatives ("distribution-shifting" views) for one-class / anomaly use.
     shifted_rotations: bool = False
+    # CSI's second loss: a linear head classifies each view's 90-degree rotation, weighted by
+    # this (0: off). Without shifted_rotations each image is turned by a random k (both views
+    # alike), so the features keep orientation, which one-class detection needs.
+    rotation_weight: float = 0.0
 
 
 @register_method
@@ -36,12 +42,22 @@ class SimCLR(Method):
         super().__init__(*args, **kwargs)
         cfg = self.config
         self.projector = mlp(self.backbone.dim, cfg.proj_hidden_dim, cfg.proj_dim, cfg.proj_layers)
+        self.rotation_head = nn.Linear(self.backbone.dim, 4) if cfg.rotation_weight > 0 else None
 
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        pair = views[:2]
-        if self.config.shifted_rotations:  # (n, C, H, W) -> (4n, C, H, W): 0, 90, 180, 270
-            pair = [four_rotations(v)[0] for v in pair]
-        z1, z2 = (self.projector(self.backbone(v)) for v in pair)  # (n, proj_dim) each
-        per_image = nt_xent(z1, z2, self.config.temperature, per_image=True)
+        cfg, pair, turns = self.config, views[:2], None
+        if cfg.shifted_rotations:  # (n, C, H, W) -> (4n, C, H, W): 0, 90, 180, 270
+            (pair[0], turns), pair[1] = four_rotations(pair[0]), four_rotations(pair[1])[0]
+        elif self.rotation_head is not None:
+            pair, turns = random_rotations(pair, self.step_generator(stream=1))
+        h1, h2 = (self.backbone(v) for v in pair)  # (n, D) each
+        per_image = nt_xent(self.projector(h1), self.projector(h2), cfg.temperature,
+                            per_image=True)
         self.sample_losses = per_image[:len(views[0])].detach()  # the unrotated images
-        return per_image.mean(), {}
+        loss, logs = per_image.mean(), {}
+        if self.rotation_head is not None:
+            logits = self.rotation_head(torch.cat([h1, h2])).float()  # (2n, 4)
+            rotation_loss = F.cross_entropy(logits, turns.repeat(2))
+            loss = loss + cfg.rotation_weight * rotation_loss
+            logs = {"rotation_loss": float(rotation_loss.detach())}
+        return loss, logs

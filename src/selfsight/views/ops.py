@@ -167,3 +167,19 @@ def four_rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     turned = torch.cat([x.rot90(k, (2, 3)) for k in range(4)])
     labels = torch.arange(4, device=x.device).repeat_interleave(len(x))
     return turned.contiguous(memory_format=torch.channels_last), labels
+
+
+def random_rotations(views: list[torch.Tensor], generator: torch.Generator,
+                     ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Turn image i of every view by the same random k_i quarter turns; returns the turned views
+    and k (B,). The views of one image keep a common orientation."""
+    k = torch.randint(0, 4, (len(views[0]),), generator=generator, device=generator.device)
+    k = k.to(views[0].device)
+    turned = []
+    for view in views:
+        out = view.clone()
+        for quarter in range(1, 4):
+            pick = k == quarter
+            out[pick] = view[pick].rot90(quarter, (2, 3))
+        turned.append(out.contiguous(memory_format=torch.channels_last))
+    return turned, k
