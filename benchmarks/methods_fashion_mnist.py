@@ -34,26 +34,29 @@ def parse() -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=600)
     p.add_argument("--methods", nargs="*", default=sorted(list_methods()))
     p.add_argument("--view-size", type=int, default=20)
+    p.add_argument("--cnn-backbone", default=CNN, help="backbone of the CNN methods")
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--finetune-epochs", type=float, default=3)
     p.add_argument("--out", default="benchmarks/results/methods_fashion_mnist")
     return p.parse_args()
 
 
-def backbone_for(method: str) -> str:
-    return VIT if get_method(method).requires_vit else CNN
+def backbone_for(method: str, args: argparse.Namespace) -> str:
+    return VIT if get_method(method).requires_vit else args.cnn_backbone
 
 
 def run_method(method: str, args: argparse.Namespace, out: Path) -> dict:
     result_file = out / method / "result.json"
     if not result_file.is_file():
         cmd = [sys.executable, str(HERE / "pretrain_fashion_mnist.py"), "--budget",
-               str(args.budget), "--method", method, "--backbone", backbone_for(method),
-               "--view-size", str(args.view_size), "--out", str(out / method)]
+               str(args.budget), "--method", method, "--backbone", backbone_for(method, args),
+               "--view-size", str(args.view_size), "--batch-size", str(args.batch_size),
+               "--out", str(out / method)]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     report = json.loads(result_file.read_text())
     return {**report["selfsight"], "peak_rss_mb": report["peak_rss_mb"],
-            "backbone": backbone_for(method)}
+            "backbone": backbone_for(method, args)}
 
 
 def untrained(name: str, args: argparse.Namespace, out: Path) -> tuple[Backbone, dict]:
@@ -73,9 +76,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table: dict = {"budget_seconds": args.budget, "view_size": args.view_size,
+                   "batch_size": args.batch_size,
                    "command": " ".join(sys.argv), "methods": {}, "untrained": {}}
     floors = {}
-    for name in sorted({backbone_for(m) for m in args.methods}):
+    for name in sorted({backbone_for(m, args) for m in args.methods}):
         _, floors[name] = untrained(name, args, out)
         table["untrained"][name] = floors[name]
     for method in args.methods:

@@ -49,6 +49,7 @@ def run_arm(name: str, budget: float, out: Path) -> dict:
     if not result_file.is_file():
         cmd = [sys.executable, str(HERE / "pretrain_fashion_mnist.py"), "--budget", str(budget),
                "--method", method, "--knn-every", "1", "--importance", str(importance),
+               "--backbone", "resnet18_cpu", "--batch-size", "256",  # section 4's recipe
                "--out", str(out / name)]
         cmd += [arg for option in options for arg in ("--set", option)]
         print(" ".join(cmd), flush=True)

@@ -30,9 +30,9 @@ RECOMMENDED = {
     "vit_small_patch16_224": "ViT-Small: the DINO reference backbone",
     "convnext_atto": "ConvNeXt-Atto (Liu et al., 2022): a small modern CNN",
     "resnet18_cpu": "ResNet-18 at half width (32-256 channels) with a 3x3 stride-2 stem: about "
-                    "9x faster than resnet18 on 28-px images; the CPU default",
+                    "9x faster than resnet18 on 28-px images",
     "resnet18_cpu_quarter": "ResNet-18 at quarter width (16-128 channels), 3x3 stride-2 stem: "
-                            "about 2.5x faster again than resnet18_cpu; more epochs per CPU minute",
+                            "2.5x faster again than resnet18_cpu; the CPU default for small images",
 }
 
 # selfsight names for a timm model plus options, resolved before building (saved resolved).
