@@ -47,7 +47,8 @@ class SimCLR(Method):
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, pair, turns = self.config, views[:2], None
         if cfg.shifted_rotations:  # (n, C, H, W) -> (4n, C, H, W): 0, 90, 180, 270
-            (pair[0], turns), pair[1] = four_rotations(pair[0]), four_rotations(pair[1])[0]
+            first, turns = four_rotations(pair[0])
+            pair = [first, four_rotations(pair[1])[0]]
         elif self.rotation_head is not None:
             pair, turns = random_rotations(pair, self.step_generator(stream=1))
         h1, h2 = (self.backbone(v) for v in pair)  # (n, D) each

@@ -161,7 +161,7 @@ def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Ten
     return (x - mean_t) / std_t
 
 
-def four_rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def four_rotations(x: Tensor) -> tuple[Tensor, Tensor]:
     """(B, C, H, W) -> ((4B, C, H, W), (4B,) labels): the batch turned by 0, 90, 180 and 270
     degrees (counter-clockwise), in that order; label k means k quarter turns."""
     turned = torch.cat([x.rot90(k, (2, 3)) for k in range(4)])
@@ -169,10 +169,10 @@ def four_rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return turned.contiguous(memory_format=torch.channels_last), labels
 
 
-def random_rotations(views: list[torch.Tensor], generator: torch.Generator,
-                     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Turn image i of every view by the same random k_i quarter turns; returns the turned views
-    and k (B,). The views of one image keep a common orientation."""
+def random_rotations(views: list[Tensor], generator: torch.Generator,
+                     ) -> tuple[list[Tensor], Tensor]:
+    """Turn image i of every (square) view by the same random k_i quarter turns; returns the
+    turned views and k (B,). The views of one image keep a common orientation."""
     k = torch.randint(0, 4, (len(views[0]),), generator=generator, device=generator.device)
     k = k.to(views[0].device)
     turned = []
