@@ -72,3 +72,12 @@ def test_cpu_alias_resolves_to_a_rebuildable_config():
     assert cfg.name == "resnet18" and cfg.stem_stride == 2
     assert cfg.model_kwargs == {"channels": (32, 64, 128, 256), "drop_rate": 0.1}
     assert Backbone(cfg).dim == 256
+
+
+def test_quarter_alias_has_quarter_width_and_the_stride_2_stem():
+    from selfsight.api import backbone_config
+
+    b = Backbone(backbone_config("resnet18_cpu_quarter", 1, 20, None))
+    assert b.model.conv1.stride == (2, 2)  # the stem keeps timm's 64 channels; stages shrink
+    levels = b.features(torch.randn(2, 1, 20, 20), levels=[1, 2, 3, 4])["levels"]
+    assert [f.shape[1] for f in levels] == [16, 32, 64, 128] and b.dim == 128

@@ -41,6 +41,8 @@ class SimCLR(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
+        if cfg.rotation_weight < 0:
+            raise ValueError(f"simclr: rotation_weight must be >= 0, got {cfg.rotation_weight}")
         self.projector = mlp(self.backbone.dim, cfg.proj_hidden_dim, cfg.proj_dim, cfg.proj_layers)
         self.rotation_head = nn.Linear(self.backbone.dim, 4) if cfg.rotation_weight > 0 else None
 
