@@ -31,7 +31,7 @@ RECOMMENDED = {
     "convnext_atto": "ConvNeXt-Atto (Liu et al., 2022): a small modern CNN",
     "resnet18_cpu": "ResNet-18 at half width (32-256 channels) with a 3x3 stride-2 stem: about "
                     "9x faster than resnet18 on 28-px images",
-    "resnet18_cpu_quarter": "ResNet-18 at quarter width (16-128 channels), 3x3 stride-2 stem: "
+    "resnet18_cpu_quarter": "ResNet-18 with quarter-width stages (16-128), 3x3 stride-2 stem: "
                             "2.5x faster again than resnet18_cpu; the CPU default for small images",
 }
 

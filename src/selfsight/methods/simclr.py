@@ -31,6 +31,10 @@ class SimCLRConfig(MethodConfig):
     # alike), so the features keep orientation, which one-class detection needs.
     rotation_weight: float = 0.0
 
+    def __post_init__(self) -> None:  # checked when options are parsed, before any data loads
+        if self.rotation_weight < 0:
+            raise ValueError(f"simclr: rotation_weight must be >= 0, got {self.rotation_weight}")
+
 
 @register_method
 class SimCLR(Method):
@@ -41,8 +45,6 @@ class SimCLR(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        if cfg.rotation_weight < 0:
-            raise ValueError(f"simclr: rotation_weight must be >= 0, got {cfg.rotation_weight}")
         self.projector = mlp(self.backbone.dim, cfg.proj_hidden_dim, cfg.proj_dim, cfg.proj_layers)
         self.rotation_head = nn.Linear(self.backbone.dim, 4) if cfg.rotation_weight > 0 else None
 
