@@ -7,15 +7,17 @@ import torch.nn.functional as F
 from selfsight.losses import nt_xent
 
 
-def naive_nt_xent(z1, z2, temperature):
-    """SimCLR's loss written as the paper's equation, one anchor at a time."""
+def naive_nt_xent(z1, z2, temperature, decoupled=False):
+    """SimCLR's loss written as the paper's equation, one anchor at a time; ``decoupled``: DCL's
+    equation, whose denominator sums over the negatives only."""
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     n2 = len(z)
     total = 0.0
     for i in range(n2):
         j = (i + n2 // 2) % n2
         numerator = math.exp(float(z[i] @ z[j]) / temperature)
-        denominator = sum(math.exp(float(z[i] @ z[k]) / temperature) for k in range(n2) if k != i)
+        denominator = sum(math.exp(float(z[i] @ z[k]) / temperature) for k in range(n2)
+                          if k != i and not (decoupled and k == j))
         total += -math.log(numerator / denominator)
     return total / n2
 
@@ -25,6 +27,17 @@ def test_nt_xent_matches_naive_loop():
     z1, z2 = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
     for t in (0.1, 0.5, 1.0):
         assert abs(float(nt_xent(z1, z2, t)) - naive_nt_xent(z1, z2, t)) < 1e-5
+
+
+def test_decoupled_nt_xent_matches_naive_loop():
+    torch.manual_seed(1)
+    z1, z2 = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    per_image = nt_xent(z1, z2, 0.2, per_image=True, decoupled=True)
+    assert abs(float(per_image.mean()) - naive_nt_xent(z1, z2, 0.2, decoupled=True)) < 1e-6
+    assert float(nt_xent(z1, z2, 0.2, decoupled=True)) < float(nt_xent(z1, z2, 0.2))
+    z1.requires_grad_(True)
+    nt_xent(z1, z2, 0.2, decoupled=True).backward()
+    assert torch.isfinite(z1.grad).all() and z1.grad.abs().sum() > 0
 
 
 def test_nt_xent_is_low_for_matching_views_and_high_for_random():

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import selfsight
 from selfsight.api import backbone_config
@@ -75,10 +76,18 @@ def distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
 def test_method_trains_one_batch_through_the_cli_path(method, backbone, fmnist_small, tmp_path):
     options = TINY_VIT if backbone.startswith("vit") else TINY_BACKBONE
     run = selfsight.pretrain(fmnist_small.subset(range(64)), method, backbone, tmp_path,
-                             batch_size=32, max_steps=1, view_size=16, progress=False,
+                             batch_size=32, max_steps=2, view_size=16, progress=False,
                              backbone_options=options)
     assert (run / "backbone.safetensors").is_file()
     assert selfsight.load_backbone(run)(torch.zeros(2, 1, 16, 16)).shape[0] == 2
+    # The saved weights are the evaluated network's: DINO's teacher, the others' online one.
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    prefix = "teacher_backbone." if method == "dino" else "backbone."
+    saved = load_file(str(run / "backbone.safetensors"))
+    assert all(torch.equal(saved[k], state[prefix + k]) for k in saved)
+    if method == "dino":  # after a step (the first has lr 0) the teacher lags the student
+        assert any(not torch.equal(saved[k], state["backbone." + k]) for k in saved
+                   if saved[k].is_floating_point())
 
 
 def test_mae_rejects_a_cnn_backbone_before_loading_data():

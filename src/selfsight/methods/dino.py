@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from selfsight.backbones import BackboneConfig
+from selfsight.backbones import Backbone, BackboneConfig
 from selfsight.losses import DINOLoss
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -73,6 +73,11 @@ class DINO(Method):
 
     def ema_pairs(self) -> list:
         return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
+
+    def evaluation_backbone(self) -> Backbone:
+        """The teacher: it outperforms the student throughout training (Caron et al., 2021,
+        section 5.2), and the paper evaluates it."""
+        return self.teacher_backbone
 
     @property
     def teacher_temp(self) -> float:

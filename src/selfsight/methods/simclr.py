@@ -23,6 +23,7 @@ class SimCLRConfig(MethodConfig):
     proj_hidden_dim: int = 2048
     proj_dim: int = 128
     proj_layers: int = 2
+    decoupled: bool = False  # DCL (Yeh et al., 2022): no positive in the denominator
     # CSI (Tack et al., 2020): each 90-degree rotation of an image is a new instance, so rotated
     # copies become negatives ("distribution-shifting" views) for one-class / anomaly use.
     shifted_rotations: bool = False
@@ -57,7 +58,7 @@ class SimCLR(Method):
             pair, turns = random_rotations(pair, self.step_generator(stream=1))
         h1, h2 = (self.backbone(v) for v in pair)  # (n, D) each
         per_image = nt_xent(self.projector(h1), self.projector(h2), cfg.temperature,
-                            per_image=True)
+                            per_image=True, decoupled=cfg.decoupled)
         self.sample_losses = per_image[:len(views[0])].detach()  # the unrotated images
         loss, logs = per_image.mean(), {}
         if self.rotation_head is not None:
