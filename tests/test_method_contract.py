@@ -59,7 +59,10 @@ def test_method_contract(method, backbone, images):
         assert all(p.grad is None and not p.requires_grad for p in target.parameters())
         gap_before = distance(online, target)
         reference = [p.detach().clone() for p in target.parameters()]
+        own_statistics = [b.clone() for b in target.buffers()]
         model.on_train_batch_end(None, None, 0)  # the base's EMA update
+        # Batch-norm statistics stay the target's own (from its forward passes), not copied.
+        assert all(torch.equal(a, b) for a, b in zip(target.buffers(), own_statistics))
         gap_after = distance(online, target)
         assert gap_after < gap_before, (gap_before, gap_after)
         assert any(not torch.equal(a, b) for a, b in zip(target.parameters(), reference))

@@ -18,9 +18,11 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online; buffers (BN statistics) copied."""
+    """target <- momentum * target + (1 - momentum) * online, parameters only.
+
+    Buffers (batch-norm running statistics) are the target's own, gathered by its forward passes
+    in training mode, as in DINO's reference code: they describe the target's weights, so the
+    target can be evaluated (DINO's teacher); the online network's would not fit them."""
     t_params = list(target.parameters())
     o_params = [p.detach() for p in online.parameters()]
     torch._foreach_lerp_(t_params, o_params, 1.0 - momentum)
-    for t_buf, o_buf in zip(target.buffers(), online.buffers(), strict=True):
-        t_buf.copy_(o_buf)

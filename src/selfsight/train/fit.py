@@ -95,7 +95,7 @@ def fit(
         use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
         default_root_dir=run_dir,
     )
-    method.to(memory_format=torch.channels_last)  # EMA targets too: they see the same views
+    method.backbone.to(memory_format=torch.channels_last)
     data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers,
                           cfg.importance)
     trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
