@@ -81,3 +81,32 @@ def test_quarter_alias_has_quarter_width_and_the_stride_2_stem():
     assert b.model.conv1.stride == (2, 2)  # the stem keeps timm's 64 channels; stages shrink
     levels = b.features(torch.randn(2, 1, 20, 20), levels=[1, 2, 3, 4])["levels"]
     assert [f.shape[1] for f in levels] == [16, 32, 64, 128] and b.dim == 128
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_a_narrower_stem_feeds_the_first_block_and_survives_save_and_load(name, tmp_path):
+    cfg = BackboneConfig(name, in_chans=1, image_size=20, stem_stride=2, stem_width=16)
+    b = Backbone(cfg).eval()
+    assert b.model.conv1.out_channels == 16 and b.model.bn1.num_features == 16
+    out = b.features(torch.randn(2, 1, 20, 20), levels=[0, 1])
+    assert out["levels"][0].shape == (2, 16, 10, 10)  # the stem
+    assert out["levels"][1].shape[1] == b.model.layer1[-1].conv2.out_channels * (
+        4 if name == "resnet50" else 1)
+    wide = Backbone(BackboneConfig(name, in_chans=1, image_size=20, stem_stride=2))
+    assert sum(p.numel() for p in b.parameters()) < sum(p.numel() for p in wide.parameters())
+    b.save(tmp_path)
+    x = torch.randn(3, 1, 20, 20)
+    assert torch.equal(b(x), load_backbone(tmp_path)(x))
+
+
+def test_stem_width_on_a_model_without_a_resnet_stem_is_a_clear_error():
+    with pytest.raises(ValueError, match="stem_width is supported for ResNet"):
+        Backbone(BackboneConfig("convnext_atto", in_chans=3, image_size=32, stem_width=16))
+
+
+def test_tiny_alias_is_the_quarter_network_with_a_16_channel_stem():
+    from selfsight.api import backbone_config
+
+    tiny = Backbone(backbone_config("resnet18_cpu_tiny", 1, 20, None))
+    assert tiny.model.conv1.out_channels == 16 and tiny.model.conv1.stride == (2, 2)
+    assert tiny.level_dims() == [16, 16, 32, 64, 128]
