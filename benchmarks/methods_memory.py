@@ -1,8 +1,8 @@
 """Peak training memory of each method: a fresh process per method runs a few real training steps
-(views, forward, backward, optimizer step; bf16 autocast, batch 256, 20-px views, Fashion-MNIST)
+(views, forward, backward, optimizer step; bf16 autocast, 20-px views, Fashion-MNIST)
 and reports its peak resident set, so evaluation buffers do not mask the difference.
 
-    python benchmarks/methods_memory.py
+    python benchmarks/methods_memory.py --cnn-backbone resnet18_cpu_tiny --batch 512
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--one", nargs=2, metavar=("METHOD", "BACKBONE"))
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--cnn-backbone", default="resnet18_cpu", help="backbone of the CNN methods")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--out", default="benchmarks/results/methods_memory.json")
     args = p.parse_args()
@@ -56,7 +57,7 @@ def main() -> None:
 
     rows = []
     for method in sorted(list_methods()):
-        backbone = "vit_tiny_patch16_224" if get_method(method).requires_vit else "resnet18_cpu"
+        backbone = "vit_tiny_patch16_224" if get_method(method).requires_vit else args.cnn_backbone
         out = subprocess.run([sys.executable, __file__, "--one", method, backbone, "--batch",
                               str(args.batch), "--steps", str(args.steps)],
                              check=True, capture_output=True, text=True).stdout
