@@ -43,14 +43,18 @@ class DINO(Method):
     @classmethod
     def default_config(cls, backbone: BackboneConfig) -> DINOConfig:
         small = backbone.image_size <= 64
-        # Fewer prototypes and a faster teacher for small datasets and short runs.
-        extra: dict[str, Any] = {"out_dim": 4096, "hidden_dim": 1024, "ema_momentum": 0.99} \
-            if small else {}
-        if backbone.is_vit:
+        if backbone.is_vit:  # fewer prototypes and a faster teacher for small images, short runs
+            extra: dict[str, Any] = {"out_dim": 4096, "hidden_dim": 1024, "ema_momentum": 0.99} \
+                if small else {}
             return cls.Config(optimizer="adamw", lr=5e-4, weight_decay=0.04,
                               weight_decay_end=0.4, **extra)
         # CNNs: batch norm in the head MLP (measured: kNN 0.775 against 0.700 without, 600 s).
-        return cls.Config(head_batch_norm=True, **extra)
+        if small:  # measured at 600 s on Fashion-MNIST, resnet18_cpu_tiny (kNN k=200): a
+            # 512-wide head with 1,024 prototypes trains 1.3x faster than 1,024 / 4,096 and
+            # reaches 0.824 against 0.817; LARS lr 1.0 and weight decay 1e-4 0.817 against 0.813.
+            return cls.Config(head_batch_norm=True, out_dim=1024, hidden_dim=512,
+                              ema_momentum=0.99, lr=1.0, weight_decay=1e-4)
+        return cls.Config(head_batch_norm=True)
 
     @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:
