@@ -23,6 +23,7 @@ from selfsight.api import backbone_config
 from selfsight.backbones import Backbone
 from selfsight.data import load_eval_sets
 from selfsight.eval import finetune
+from selfsight.eval.extract import default_device
 from selfsight.methods import get_method, list_methods
 
 HERE = Path(__file__).parent
@@ -38,6 +39,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--finetune-epochs", type=float, default=3)
     p.add_argument("--out", default="benchmarks/results/methods_fashion_mnist")
+    p.add_argument("--parallel", action="store_true",
+                   help="train all methods at once (a GPU shared alike for the same wall clock); "
+                   "images/s is then each method's share, not its speed alone")
     return p.parse_args()
 
 
@@ -45,16 +49,30 @@ def backbone_for(method: str, args: argparse.Namespace) -> str:
     return VIT if get_method(method).requires_vit else args.cnn_backbone
 
 
-def run_method(method: str, args: argparse.Namespace, out: Path) -> dict:
-    result_file = out / method / "result.json"
-    if not result_file.is_file():
+def train_methods(args: argparse.Namespace, out: Path) -> None:
+    """Each method without a result in its own process: one after another, or all at once."""
+    jobs = {}
+    for method in args.methods:
+        if (out / method / "result.json").is_file():
+            continue
         cmd = [sys.executable, str(HERE / "pretrain_fashion_mnist.py"), "--budget",
                str(args.budget), "--method", method, "--backbone", backbone_for(method, args),
                "--view-size", str(args.view_size), "--batch-size", str(args.batch_size),
                "--out", str(out / method)]
         print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-    report = json.loads(result_file.read_text())
+        if not args.parallel:
+            subprocess.run(cmd, check=True)
+            continue
+        (out / method).mkdir(parents=True, exist_ok=True)
+        log = (out / f"{method}.log").open("w")
+        jobs[method] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    failed = [method for method, job in jobs.items() if job.wait()]
+    if failed:
+        raise SystemExit(f"failed: {failed}; see {out}/METHOD.log")
+
+
+def read_result(method: str, args: argparse.Namespace, out: Path) -> dict:
+    report = json.loads((out / method / "result.json").read_text())
     return {**report["selfsight"], "peak_rss_mb": report["peak_rss_mb"],
             "backbone": backbone_for(method, args)}
 
@@ -68,7 +86,7 @@ def untrained(name: str, args: argparse.Namespace, out: Path) -> tuple[Backbone,
     if result_file.is_file():
         return backbone, json.loads(result_file.read_text())
     return backbone, selfsight.evaluate(run, pixels=False, full=False, progress=False,
-                                          device="cpu")
+                                          device=str(default_device()))
 
 
 def main() -> None:
@@ -82,8 +100,9 @@ def main() -> None:
     for name in sorted({backbone_for(m, args) for m in args.methods}):
         _, floors[name] = untrained(name, args, out)
         table["untrained"][name] = floors[name]
+    train_methods(args, out)
     for method in args.methods:
-        row = run_method(method, args, out)
+        row = read_result(method, args, out)
         floor = floors[row["backbone"]]
         row["knn_gain_over_untrained"] = round(row["knn_k200"] - floor["knn_k200"], 4)
         row["linear_gain_over_untrained"] = round(row["linear_top1"] - floor["linear_top1"], 4)
@@ -102,7 +121,7 @@ def mae_finetune(args: argparse.Namespace, out: Path) -> dict:
     for arm, backbone in (("mae", selfsight.load_backbone(out / "mae" / "selfsight")),
                           ("scratch", untrained(VIT, args, out)[0])):
         result[arm] = finetune(backbone, train.images, train.labels, test.images, test.labels,
-                               epochs=args.finetune_epochs)
+                               epochs=args.finetune_epochs, device=default_device())
         print(arm, result[arm], flush=True)
     return result
 
