@@ -70,4 +70,4 @@ def train_lightly(images: np.ndarray, backbone_cfg: BackboneConfig, budget: floa
     backbone.cpu().save(out)
     return {"images_seen": seen, "steps": steps, "seconds": round(elapsed, 1),
             "images_per_sec": round(seen / elapsed, 1), "epochs": round(seen / len(images), 3),
-            "final_loss": float(loss)}
+            "final_loss": loss.item()}

@@ -15,28 +15,14 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from selfsight.backbones import load_backbone
 from selfsight.data.scenes import read_coco
-from selfsight.segment import MaskCutConfig, extract_patch_features, mask_ap
-from selfsight.segment.ncut import maskcut
-from selfsight.segment.refine import upsample_masks
+from selfsight.segment import MaskCutConfig, extract_patch_features
 
 sys.path.insert(0, str(Path(__file__).parent))
-from segment_scenes import oracle_features, untrained_vit
-
-BASE = MaskCutConfig()
-VARIANTS = {
-    "maskcut": BASE,
-    "exclude_found": replace(BASE, exclude_found=True),
-    "exclude_found + split_ncut=0.5, 5 masks": replace(
-        BASE, exclude_found=True, split_ncut=0.5, n_masks=5),
-}
+from segment_scenes import cut_variants, oracle_features, untrained_vit
 
 
 def parse() -> argparse.Namespace:
@@ -51,19 +37,11 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def evaluate(features: torch.Tensor, images: np.ndarray, masks: list[np.ndarray],
-             radius: int) -> dict:
-    results = {}
-    for label, config in VARIANTS.items():
-        pseudo = [upsample_masks(m, image.shape[:2], image, True, radius)
-                  for m, image in zip(maskcut(features, config), images)]
-        scores = [1 / np.arange(1, len(p) + 1) for p in pseudo]
-        results[label] = {**mask_ap(masks, pseudo, scores),
-                          "masks_per_image": float(np.mean([len(p) for p in pseudo]))}
-        r = results[label]
-        print(f"  {label:<46} AP {r['AP']:.3f}  AP50 {r['AP50']:.3f}  AR@10 {r['AR10']:.3f}  "
-              f"masks/image {r['masks_per_image']:.2f}", flush=True)
-    return results
+def report(name: str, results: dict) -> None:
+    for label, r in results.items():
+        ap = r["pseudo_masks"]
+        print(f"  {name:<10} {label:<40} AP {ap['AP']:.3f}  AP50 {ap['AP50']:.3f}  "
+              f"AR@10 {ap['AR10']:.3f}  masks/image {r['masks_per_image']:.2f}", flush=True)
 
 
 def main() -> None:
@@ -80,7 +58,9 @@ def main() -> None:
         else:
             backbone = untrained_vit() if name == "untrained" else load_backbone(run / name)
             features = extract_patch_features(backbone, images, args.feature_size, "keys")
-        table["features"][name] = evaluate(features, images, masks, args.radius)
+        table["features"][name] = cut_variants(features, masks, images, MaskCutConfig(),
+                                               args.radius)
+        report(name, table["features"][name])
         table["features"][name]["seconds"] = round(time.time() - start, 1)
     out = Path(args.out) if args.out else run / "maskcut_variants.json"
     out.write_text(json.dumps(table, indent=2))

@@ -131,23 +131,34 @@ def oracle_features(masks: list[np.ndarray], grid: int, seed: int = 0) -> torch.
     return out + 0.05 * torch.randn(out.shape, generator=generator)
 
 
-def oracle_ceiling(masks: list[np.ndarray], images: np.ndarray, args: argparse.Namespace
-                   ) -> dict:
-    """MaskCut on oracle features: as configured, and with the two options that target
-    touching objects (found patches out of later cuts; recursive split, 5 masks)."""
-    features = oracle_features(masks, args.feature_size // 8)
-    base = mask_config(args).maskcut
-    variants = {"maskcut": base,
-                "exclude_found": replace(base, exclude_found=True),
-                "exclude_found+split_ncut=0.5, 5 masks": replace(
-                    base, exclude_found=True, split_ncut=0.5, n_masks=5)}
+def maskcut_variants(base: MaskCutConfig) -> dict[str, MaskCutConfig]:
+    """MaskCut as configured, and with the two options that target touching objects (found
+    patches out of later cuts; recursive split, 5 masks)."""
+    return {"maskcut": base,
+            "exclude_found": replace(base, exclude_found=True),
+            "exclude_found+split_ncut=0.5, 5 masks": replace(
+                base, exclude_found=True, split_ncut=0.5, n_masks=5)}
+
+
+def cut_variants(features: torch.Tensor, masks: list[np.ndarray], images: np.ndarray,
+                 base: MaskCutConfig, radius: int) -> dict:
+    """Pseudo-mask AP of each of ``maskcut_variants(base)`` on these patch features; masks are
+    upsampled and refined as in ``pseudo_masks`` and scored by the rank they were found in."""
     out = {}
-    for label, config in variants.items():
-        pseudo = [upsample_masks(m, image.shape[:2], image, True, args.radius)
+    for label, config in maskcut_variants(base).items():
+        pseudo = [upsample_masks(m, image.shape[:2], image, True, radius)
                   for m, image in zip(maskcut(features, config), images)]
         out[label] = {"pseudo_masks": mask_ap(masks, pseudo, [
             1 / np.arange(1, len(p) + 1) for p in pseudo]),
             "masks_per_image": float(np.mean([len(m) for m in pseudo]))}
+    return out
+
+
+def oracle_ceiling(masks: list[np.ndarray], images: np.ndarray, args: argparse.Namespace
+                   ) -> dict:
+    """MaskCut and its variants on oracle features: what the cut can reach."""
+    features = oracle_features(masks, args.feature_size // 8)
+    out = cut_variants(features, masks, images, mask_config(args).maskcut, args.radius)
     return {**out["maskcut"], "variants": out}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,9 @@ def fit(
         if knn_sets is not None and cfg.knn_every > 0 else None
     if monitor is not None:
         callbacks.append(monitor)
+    # The images are in memory as uint8 and the views are made on the device, so the loader has
+    # nothing for worker processes to do; Lightning's advice to add some does not apply.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
