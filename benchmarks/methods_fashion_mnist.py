@@ -64,8 +64,8 @@ def train_methods(args: argparse.Namespace, out: Path) -> None:
             subprocess.run(cmd, check=True)
             continue
         (out / method).mkdir(parents=True, exist_ok=True)
-        log = (out / f"{method}.log").open("w")
-        jobs[method] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        with (out / f"{method}.log").open("w") as log:  # the child keeps its own handle
+            jobs[method] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     failed = [method for method, job in jobs.items() if job.wait()]
     if failed:
         raise SystemExit(f"failed: {failed}; see {out}/METHOD.log")

@@ -88,9 +88,6 @@ def fit(
         if knn_sets is not None and cfg.knn_every > 0 else None
     if monitor is not None:
         callbacks.append(monitor)
-    # The images are in memory as uint8 and the views are made on the device, so the loader has
-    # nothing for worker processes to do; Lightning's advice to add some does not apply.
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
@@ -102,7 +99,11 @@ def fit(
     method.backbone.to(memory_format=torch.channels_last)
     data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers,
                           cfg.importance)
-    trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        # The images are in memory as uint8 and the views are made on the device, so the loader
+        # has nothing for worker processes to do; Lightning's advice to add some does not apply.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
     # The final state, also when the time budget stopped training mid-epoch.
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
     # The curve ends at the final weights, also when the last epoch was cut short.
