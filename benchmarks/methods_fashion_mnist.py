@@ -27,7 +27,7 @@ from selfsight.eval.extract import default_device
 from selfsight.methods import get_method, list_methods
 
 HERE = Path(__file__).parent
-CNN, VIT = "resnet18_cpu", "vit_tiny_patch16_224"
+CNN, VIT = "resnet10_cpu", "vit_tiny_patch16_224"
 
 
 def parse() -> argparse.Namespace:
@@ -36,7 +36,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--methods", nargs="*", default=sorted(list_methods()))
     p.add_argument("--view-size", type=int, default=20)
     p.add_argument("--cnn-backbone", default=CNN, help="backbone of the CNN methods")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--finetune-epochs", type=float, default=3)
     p.add_argument("--out", default="benchmarks/results/methods_fashion_mnist")
     p.add_argument("--parallel", action="store_true",

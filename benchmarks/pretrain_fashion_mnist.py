@@ -24,7 +24,7 @@ from selfsight.api import backbone_config, parse_value, pixel_knn
 from selfsight.data import load_eval_sets
 
 # The default CPU recipe (see BENCHMARKS.md for why).
-DEFAULTS = {"method": "simclr", "backbone": "resnet18_cpu_tiny", "batch_size": 512,
+DEFAULTS = {"method": "simclr", "backbone": "resnet10_cpu", "batch_size": 512,
             "view_size": 20}
 
 

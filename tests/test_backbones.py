@@ -110,3 +110,13 @@ def test_tiny_alias_is_the_quarter_network_with_a_16_channel_stem():
     tiny = Backbone(backbone_config("resnet18_cpu_tiny", 1, 20, None))
     assert tiny.model.conv1.out_channels == 16 and tiny.model.conv1.stride == (2, 2)
     assert tiny.level_dims() == [16, 16, 32, 64, 128]
+
+
+def test_resnet10_cpu_alias_has_one_block_per_stage_and_a_256_wide_feature():
+    from selfsight.api import backbone_config
+
+    net = Backbone(backbone_config("resnet10_cpu", 1, 20, None))
+    assert [len(stage) for stage in (net.model.layer1, net.model.layer2, net.model.layer3,
+                                     net.model.layer4)] == [1, 1, 1, 1]
+    assert net.model.conv1.out_channels == 16 and net.dim == 256
+    assert net(torch.zeros(2, 1, 20, 20)).shape == (2, 256)
