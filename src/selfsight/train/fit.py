@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +51,26 @@ class TrainConfig:
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+@contextmanager
+def lightning_advice_silenced() -> Iterator[None]:
+    """Drop the advice Lightning prints on every run that does not apply here: its cloud-logger
+    tip (selfsight writes its own metrics.jsonl) and the DataLoader-workers warning (the images
+    are in memory as uint8 and the views are made on the device, so workers have nothing to do)."""
+    tips, logger = _NoTips(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            yield
+    finally:
+        logger.removeFilter(tips)
+
+
 def resume_step(run_dir: Path, resume: bool) -> tuple[int, Path | None]:
     """(global step to continue from, checkpoint path) for ``--resume``; refuse to overwrite."""
     ckpt = run_dir / CHECKPOINT
@@ -88,21 +111,18 @@ def fit(
         if knn_sets is not None and cfg.knn_every > 0 else None
     if monitor is not None:
         callbacks.append(monitor)
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, enable_checkpointing=False,
-        use_distributed_sampler=False, num_sanity_val_steps=0, log_every_n_steps=cfg.log_every,
-        default_root_dir=run_dir,
-    )
     method.backbone.to(memory_format=torch.channels_last)
     data = StepDataModule(images.images, cfg.batch_size, cfg.seed, start_step, cfg.workers,
                           cfg.importance)
-    with warnings.catch_warnings():
-        # The images are in memory as uint8 and the views are made on the device, so the loader
-        # has nothing for worker processes to do; Lightning's advice to add some does not apply.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with lightning_advice_silenced():
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy, precision=cfg.precision, max_steps=max_steps, max_epochs=-1,
+            callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
+            enable_progress_bar=cfg.progress, enable_model_summary=False,
+            enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0,
+            log_every_n_steps=cfg.log_every, default_root_dir=run_dir,
+        )
         trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
     # The final state, also when the time budget stopped training mid-epoch.
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
