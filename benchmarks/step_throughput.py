@@ -39,9 +39,8 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     torch.manual_seed(0)
-    options = dict(kv.split("=", 1) for kv in args.backbone_set)
-    net = backbone_config(args.backbone, 1, args.view_size,
-                          {k: parse_value(v) for k, v in options.items()})
+    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.backbone_set)}
+    net = backbone_config(args.backbone, 1, args.view_size, options)
     method_cls = get_method(args.method)
     method = method_cls(net, method_cls.default_config(net), batch_size=args.batch_size)
     method = method.to(memory_format=torch.channels_last)
