@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.api import backbone_config, parse_value, pixel_knn
+from selfsight.api import backbone_config, pixel_knn
+from selfsight.cli import key_values
 from selfsight.data import load_eval_sets
 
 # The default CPU recipe (see BENCHMARKS.md for why).
@@ -45,10 +46,6 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def key_values(pairs: list[str]) -> dict:
-    return {k.replace("-", "_"): parse_value(v) for k, _, v in (p.partition("=") for p in pairs)}
-
-
 def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     run = out / "selfsight"
     if run.exists():
@@ -56,7 +53,8 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     started = time.monotonic()
     selfsight.pretrain("fashion-mnist", args.method, args.backbone, run, epochs=100_000,
                        batch_size=args.batch_size, view_size=args.view_size,
-                       options=key_values(args.set), backbone_options=key_values(args.backbone_set),
+                       options=key_values(args.set, "--set"),
+                       backbone_options=key_values(args.backbone_set, "--backbone-set"),
                        time_budget=args.budget, knn_every=args.knn_every,
                        importance=args.importance,
                        accelerator="gpu" if device == "cuda" else "cpu")
@@ -78,7 +76,7 @@ def lightly_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     from selfsight.data import load_fashion_mnist
 
     train = load_fashion_mnist("train")
-    cfg = backbone_config(args.backbone, 1, 28, key_values(args.backbone_set))
+    cfg = backbone_config(args.backbone, 1, 28, key_values(args.backbone_set, "--backbone-set"))
     result = train_lightly(train.images, cfg, args.budget, args.batch_size, out / "lightly",
                            workers=args.lightly_workers, device=device)
     result.update(selfsight.evaluate(out / "lightly", progress=False, device=device, full=False,

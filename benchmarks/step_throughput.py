@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from selfsight.api import backbone_config, parse_value
+from selfsight.api import backbone_config
+from selfsight.cli import key_values
 from selfsight.methods import get_method
 from selfsight.nn.ema import ema_update
 
@@ -39,7 +40,7 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     torch.manual_seed(0)
-    options = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.backbone_set)}
+    options = key_values(args.backbone_set, "--backbone-set")
     net = backbone_config(args.backbone, 1, args.view_size, options)
     method_cls = get_method(args.method)
     method = method_cls(net, method_cls.default_config(net), batch_size=args.batch_size)

@@ -9,7 +9,7 @@ from typing import Any
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
-def _key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     from selfsight.api import parse_value
 
     out: dict[str, Any] = {}
@@ -197,8 +197,8 @@ def run_distill(args: argparse.Namespace) -> int:
 
     run = distill(args.run, args.student, args.out, data=args.data, epochs=args.epochs,
                   batch_size=args.batch_size, image_size=args.image_size,
-                  student_options=_key_values(args.student_set, "--student-set"),
-                  options=_key_values(args.set, "--set"), resume=args.resume,
+                  student_options=key_values(args.student_set, "--student-set"),
+                  options=key_values(args.set, "--set"), resume=args.resume,
                   time_budget=args.time_budget, max_steps=args.max_steps,
                   precision=args.precision, accelerator=args.accelerator, seed=args.seed,
                   progress=not args.no_progress)
@@ -253,7 +253,7 @@ def run_segment(args: argparse.Namespace) -> int:
                              maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
     train = None
     if args.train_segmenter:
-        train = config_from_dict(SegmenterConfig, _key_values(args.segmenter_set,
+        train = config_from_dict(SegmenterConfig, key_values(args.segmenter_set,
                                                               "--segmenter-set"), "segmenter")
     summary = segment(args.run, args.images, args.out, overlays=args.overlays,
                       image_size=args.image_size, masks=masks, method=args.method,
@@ -316,9 +316,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     run = selfsight.pretrain(
         args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
         image_size=args.image_size, view_size=args.view_size,
-        options=_key_values(args.set, "--set"),
-        backbone_options=_key_values(args.backbone_set, "--backbone-set"),
-        view_options=_key_values(args.view_set, "--view-set"),
+        options=key_values(args.set, "--set"),
+        backbone_options=key_values(args.backbone_set, "--backbone-set"),
+        view_options=key_values(args.view_set, "--view-set"),
         resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
         accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
         strategy=args.strategy, precision=args.precision, seed=args.seed,
@@ -377,7 +377,7 @@ def run_anomaly(args: argparse.Namespace) -> int:
     if args.anomaly_command == "fit":
         model = selfsight.anomaly_fit(args.run, args.normal_images, args.out, device=args.device,
                                       progress=not args.no_progress,
-                                      **_key_values(args.set, "--set"))
+                                      **key_values(args.set, "--set"))
         print(f"anomaly model: {model}")
         return 0
     result = selfsight.anomaly_score(args.model_dir, args.images, args.out,
