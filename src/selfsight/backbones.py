@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsight.nn.small_grid_conv import use_small_grid_convs
 from selfsight.views.pipeline import default_stats
 
 SMALL_IMAGE = 64
@@ -180,7 +181,8 @@ def create_timm_model(cfg: BackboneConfig) -> nn.Module:
                          f"{SMALL_IMAGE} px or less, or small_stem=true)")
     if cfg.uses_small_stem:
         _small_stem(model, cfg.in_chans, cfg.stem_stride, cfg.stem_width)
-    return model
+    # Small images leave the last stages on 2x2-3x3 maps, where a dense product beats oneDNN.
+    return use_small_grid_convs(model)
 
 
 class Backbone(nn.Module):
