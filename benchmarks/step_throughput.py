@@ -3,10 +3,13 @@
 Times the step the trainer runs (views on the device, forward and loss under bf16 autocast,
 backward, optimizer step) on random uint8 images, so that networks and heads can be compared in
 seconds instead of a 10-minute run. Prints images/s of three 5-step windows (the machine is
-shared: read the spread, not one figure) and writes them as JSON.
+shared: read the spread, not one figure) and writes them as JSON. ``--also-plain-convs`` times
+the same network with every convolution run by ``F.conv2d`` (no dense path on small maps), its
+windows interleaved with the default's so that both see the same machine load.
 
     python benchmarks/step_throughput.py --backbone resnet10_cpu
     python benchmarks/step_throughput.py --backbone resnet18_cpu_tiny --method mocov3
+    python benchmarks/step_throughput.py --also-plain-convs --windows 6
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from selfsight.api import backbone_config
 from selfsight.cli import key_values
 from selfsight.methods import get_method
 from selfsight.nn.ema import ema_update
+from selfsight.nn.small_grid_conv import use_small_grid_convs
 
 
 def parse() -> argparse.Namespace:
@@ -33,23 +37,32 @@ def parse() -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=28, help="stored image size")
     p.add_argument("--view-size", type=int, default=20)
     p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--also-plain-convs", action="store_true")
     p.add_argument("--out", default="benchmarks/results/step_throughput.json")
     return p.parse_args()
 
 
-def main() -> None:
-    args = parse()
+def build(args: argparse.Namespace, net, dense: bool):
+    """(method, optimizer) as the trainer builds them; ``dense=False``: plain convolutions."""
     torch.manual_seed(0)
-    options = key_values(args.backbone_set, "--backbone-set")
-    net = backbone_config(args.backbone, 1, args.view_size, options)
     method_cls = get_method(args.method)
     method = method_cls(net, method_cls.default_config(net), batch_size=args.batch_size)
+    use_small_grid_convs(method, enabled=dense)
     method = method.to(memory_format=torch.channels_last)
-    optimizer = method.configure_optimizers()
+    return method, method.configure_optimizers()
+
+
+def main() -> None:
+    args = parse()
+    options = key_values(args.backbone_set, "--backbone-set")
+    net = backbone_config(args.backbone, 1, args.view_size, options)
+    arms = {"default": build(args, net, dense=True)}
+    if args.also_plain_convs:
+        arms["plain_convs"] = build(args, net, dense=False)
     images = torch.randint(0, 256, (args.batch_size, 1, args.image_size, args.image_size),
                            dtype=torch.uint8)
 
-    def step() -> None:
+    def step(method, optimizer) -> None:
         views = method.make_views(images)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, _ = method.compute_loss(views)
@@ -59,20 +72,25 @@ def main() -> None:
         for online, target in method.ema_pairs():  # as the trainer does after each step
             ema_update(target, online, 0.99)
 
-    for _ in range(3):  # warm-up: allocator, oneDNN kernel choice
-        step()
-    rates = []
+    for arm in arms.values():
+        for _ in range(3):  # warm-up: allocator, oneDNN kernel choice
+            step(*arm)
+    rates: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(args.windows):
-        started = time.perf_counter()
-        for _ in range(5):
-            step()
-        rates.append(round(5 * args.batch_size / (time.perf_counter() - started), 1))
+        for name, arm in arms.items():
+            started = time.perf_counter()
+            for _ in range(5):
+                step(*arm)
+            rates[name].append(round(5 * args.batch_size / (time.perf_counter() - started), 1))
+    method = arms["default"][0]
     result = {"method": args.method, "backbone": args.backbone, "backbone_set": options,
               "feature_dim": method.backbone.dim, "batch_size": args.batch_size,
               "view_size": args.view_size, "threads": torch.get_num_threads(),
               "backbone_parameters_m": round(sum(p.numel() for p in
                                                  method.backbone.parameters()) / 1e6, 3),
-              "images_per_sec_windows": rates}
+              "images_per_sec_windows": rates["default"]}
+    if args.also_plain_convs:
+        result["plain_convs_images_per_sec_windows"] = rates["plain_convs"]
     print(json.dumps(result))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

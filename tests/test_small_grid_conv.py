@@ -50,10 +50,8 @@ def test_backbone_with_dense_small_maps_matches_the_plain_network():
     torch.manual_seed(0)
     backbone = Backbone(backbone_config("resnet10_cpu", 1, 20, {})).double()
     assert any(isinstance(m, SmallGridConv2d) for m in backbone.modules())
-    plain = copy.deepcopy(backbone)
-    for m in plain.modules():
-        if isinstance(m, SmallGridConv2d):
-            m.__class__ = nn.Conv2d
+    plain = use_small_grid_convs(copy.deepcopy(backbone), enabled=False)
+    assert not any(isinstance(m, SmallGridConv2d) for m in plain.modules())
     x = torch.randn(6, 1, 20, 20, dtype=torch.float64)
     out, ref = backbone(x), plain(x)
     torch.testing.assert_close(out, ref)

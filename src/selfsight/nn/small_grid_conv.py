@@ -73,10 +73,13 @@ class SmallGridConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def use_small_grid_convs(model: nn.Module) -> nn.Module:
+def use_small_grid_convs(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Make every ungrouped ``nn.Conv2d`` of ``model`` a ``SmallGridConv2d`` in place (same
-    parameters and state dict); a convolution on a large map still runs as a convolution."""
+    parameters and state dict; a convolution on a large map still runs as a convolution), or,
+    with ``enabled=False``, every ``SmallGridConv2d`` a plain ``nn.Conv2d`` again."""
     for module in model.modules():
-        if type(module) is nn.Conv2d and module.groups == 1:
+        if enabled and type(module) is nn.Conv2d and module.groups == 1:
             module.__class__ = SmallGridConv2d
+        elif not enabled and type(module) is SmallGridConv2d:
+            module.__class__ = nn.Conv2d
     return model
