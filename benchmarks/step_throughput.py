@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from selfsight.api import backbone_config
+from selfsight.backbones import BackboneConfig
 from selfsight.cli import key_values
 from selfsight.methods import get_method
 from selfsight.nn.ema import ema_update
@@ -42,7 +43,7 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def build(args: argparse.Namespace, net, dense: bool):
+def build(args: argparse.Namespace, net: BackboneConfig, dense: bool) -> tuple:
     """(method, optimizer) as the trainer builds them; ``dense=False``: plain convolutions."""
     torch.manual_seed(0)
     method_cls = get_method(args.method)

@@ -7,7 +7,8 @@ took a quarter of the training step, its backward five times its forward. On a m
 cells the convolution is a linear map from ``C*H*W`` inputs to ``O*H'*W'`` outputs whose entries
 are kernel taps (or zero), so it can be run as one GEMM against that matrix, built from the
 kernel by a product with a fixed 0/1 tap selector; forward and backward are then plain matrix
-products, 2-3x faster for this layer. The weights stay the ``(O, C, k, k)`` kernel, so checkpoints do not change.
+products, 2-3x faster for this layer. The weights stay the ``(O, C, k, k)`` kernel, so
+checkpoints do not change.
 """
 
 from __future__ import annotations
