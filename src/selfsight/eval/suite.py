@@ -78,7 +78,7 @@ def inference_cost(backbone: Backbone, images: np.ndarray, device: torch.device,
                    repeats: int = 20) -> dict:
     """Median latency of one image, and per image in a batch, features only (no I/O)."""
     backbone.eval().to(device)
-    x = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device), backbone)
+    x = preprocess(torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).to(device), backbone)
 
     def features(batch: torch.Tensor) -> None:
         backbone(batch)
