@@ -37,8 +37,9 @@ from selfsight.anomaly import (
     pro_auc,
     save_overlay,
 )
-from selfsight.api import backbone_config, parse_value
+from selfsight.api import backbone_config
 from selfsight.backbones import Backbone, load_backbone
+from selfsight.cli import key_values
 from selfsight.data import load_fashion_mnist
 from selfsight.data.defects import add_defects
 
@@ -109,9 +110,9 @@ def strict_name(args: argparse.Namespace) -> str:
 def strict_backbone(args: argparse.Namespace, images: np.ndarray, cls: int, out: Path) -> Backbone:
     run = out / f"strict_runs_{strict_name(args)}" / f"class_{cls}"
     if not (run / "backbone.safetensors").is_file():
-        options = {k: parse_value(v) for k, _, v in (o.partition("=") for o in args.set)}
         selfsight.pretrain(images, args.method, args.backbone, run, epochs=100_000,
-                           view_size=args.view_size, time_budget=args.budget, options=options,
+                           view_size=args.view_size, time_budget=args.budget,
+                           options=key_values(args.set, "--set"),
                            progress=not args.no_progress,
                            accelerator="gpu" if torch.cuda.is_available() else "cpu")
     return load_backbone(run)

@@ -28,8 +28,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import selfsight
-from selfsight.api import parse_value
 from selfsight.backbones import load_backbone
+from selfsight.cli import key_values
 
 RESULTS = Path("benchmarks/results")
 TEACHERS = (RESULTS / "simclr_30min/selfsight", RESULTS / "methods_fashion_mnist/simclr/selfsight")
@@ -57,10 +57,6 @@ def parse() -> argparse.Namespace:
     p.add_argument("--no-linear", action="store_true", help="kNN only (faster check)")
     p.add_argument("--out", default=str(RESULTS / "distill_fashion_mnist"))
     return p.parse_args()
-
-
-def options(pairs: list[str]) -> dict:
-    return {k: parse_value(v) for k, _, v in (pair.partition("=") for pair in pairs)}
 
 
 def copy_run(run: Path, to: Path) -> Path:
@@ -138,8 +134,8 @@ def main() -> None:
     started = time.perf_counter()
     student = selfsight.distill(
         teacher, args.student, out / "student", data="fashion-mnist",
-        batch_size=args.batch_size, student_options=options(args.student_set),
-        options=options(args.set), time_budget=args.budget, max_steps=args.max_steps)
+        batch_size=args.batch_size, student_options=key_values(args.student_set, "--student-set"),
+        options=key_values(args.set, "--set"), time_budget=args.budget, max_steps=args.max_steps)
     distill_seconds = time.perf_counter() - started
     rows = {}
     for name, run in (("teacher", teacher), ("student", student)):
@@ -156,7 +152,8 @@ def main() -> None:
         "command": " ".join(sys.argv), "teacher": args.teacher, "budget_seconds": args.budget,
         "distill_wall_seconds": round(distill_seconds, 1), "batch_size": args.batch_size,
         "latency_threads": args.threads, "device": "cpu",
-        "student_options": options(args.student_set), "distill_options": options(args.set),
+        "student_options": key_values(args.student_set, "--student-set"),
+        "distill_options": key_values(args.set, "--set"),
         "rows": rows, "speedup": speedup, "knn_gap_points": {k: 100 * v
                                                               for k, v in knn_gap.items()},
         "target_met": all(v <= 0.02 for v in knn_gap.values()) and min(speedup.values()) >= 4,
