@@ -23,6 +23,7 @@ from torch import nn
 def tap_selector(
     grid: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
     padding: tuple[int, int], dilation: tuple[int, int], device: torch.device,
+    dtype: torch.dtype,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """A 0/1 matrix ``(input cell * output cell, kernel tap)`` saying which tap joins each pair
     of cells (a row of zeros where none does, i.e. where the kernel covers padding), and the
@@ -38,7 +39,7 @@ def tap_selector(
                     iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
                     if 0 <= iy < h and 0 <= ix < w:
                         selector[iy, ix, oy, ox, ky * kw + kx] = 1.0
-    return selector.reshape(-1, kh * kw).to(device), (out_h, out_w)
+    return selector.reshape(-1, kh * kw).to(device, dtype), (out_h, out_w)
 
 
 def dense_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -48,11 +49,11 @@ def dense_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
     selector, (out_h, out_w) = tap_selector((h, w), (kh, kw), stride, padding, dilation,
-                                            x.device)
+                                            x.device, weight.dtype)
     # M[c, (q, p), o] = sum_t selector[(q, p), t] * weight[o, c, t]: the matrix built by a
     # product instead of an indexed gather, whose backward (a scatter) is slow on CPU. Rows
     # (channel, input cell) and columns (output cell, out channel) make it contiguous as built.
-    matrix = selector.to(weight.dtype) @ weight.reshape(out_c, c, kh * kw).permute(1, 2, 0)
+    matrix = selector @ weight.reshape(out_c, c, kh * kw).permute(1, 2, 0)
     y = x.reshape(n, c * h * w) @ matrix.reshape(c * h * w, out_h * out_w * out_c)
     y = y.reshape(n, out_h, out_w, out_c)
     if bias is not None:
