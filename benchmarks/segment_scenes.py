@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from selfsight.backbones import Backbone, BackboneConfig, load_backbone
+from selfsight.cli import key_values
+from selfsight.config import config_from_dict
 from selfsight.data.scenes import make_scenes, read_coco, write_coco
 from selfsight.segment import (
     MaskCutConfig,
@@ -72,6 +74,8 @@ def parse_args() -> argparse.Namespace:
                    "this for patch features (128: a 16x16 grid of 8-px patches)")
     p.add_argument("--masks", type=int, default=3, help="MaskCut cuts per image")
     p.add_argument("--tau", type=float, default=0.15)
+    p.add_argument("--maskcut-set", action="append", metavar="KEY=VALUE",
+                   help="other MaskCutConfig option, e.g. --maskcut-set split_sigma=0.1")
     p.add_argument("--radius", type=int, default=4, help="guided-filter radius (px)")
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--segmenter-budget", type=float, default=None, help="seconds per round")
@@ -131,13 +135,26 @@ def oracle_features(masks: list[np.ndarray], grid: int, seed: int = 0) -> torch.
     return out + 0.05 * torch.randn(out.shape, generator=generator)
 
 
+# MaskCut's options for touching objects, added one at a time to CutLER's settings.
+SPATIAL_SPLIT = dict(exclude_found=True, split_ncut=0.45, split_sigma=0.1, center=True,
+                     n_masks=5)
+
+
 def maskcut_variants(base: MaskCutConfig) -> dict[str, MaskCutConfig]:
-    """MaskCut as configured, and with the two options that target touching objects (found
-    patches out of later cuts; recursive split, 5 masks)."""
-    return {"maskcut": base,
-            "exclude_found": replace(base, exclude_found=True),
-            "exclude_found+split_ncut=0.5, 5 masks": replace(
-                base, exclude_found=True, split_ncut=0.5, n_masks=5)}
+    """MaskCut as configured (``base``), and CutLER's MaskCut (base's tau) with the options that
+    target touching objects added one by one: found patches out of later cuts; a recursive
+    split, 5 masks; the split's graph weighted by proximity, features centred."""
+    cutler = MaskCutConfig(tau=base.tau)
+    variants = {"maskcut": base,
+                "cutler": cutler,
+                "exclude_found": replace(cutler, exclude_found=True),
+                "exclude_found+split_ncut=0.5, 5 masks": replace(
+                    cutler, exclude_found=True, split_ncut=0.5, n_masks=5),
+                "+split_sigma=0.1, split_ncut=0.45": replace(
+                    cutler, **{**SPATIAL_SPLIT, "center": False}),
+                "+center (all options)": replace(cutler, **SPATIAL_SPLIT)}
+    return {label: config for label, config in variants.items()  # each config once
+            if label == "maskcut" or config != base}
 
 
 def cut_variants(features: torch.Tensor, masks: list[np.ndarray], images: np.ndarray,
@@ -163,8 +180,10 @@ def oracle_ceiling(masks: list[np.ndarray], images: np.ndarray, args: argparse.N
 
 
 def mask_config(args: argparse.Namespace) -> PseudoMaskConfig:
+    options = {"n_masks": args.masks, "tau": args.tau,
+               **key_values(args.maskcut_set, "--maskcut-set")}
     return PseudoMaskConfig(size=args.feature_size, radius=args.radius,
-                            maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
+                            maskcut=config_from_dict(MaskCutConfig, options, "maskcut"))
 
 
 def run_stats(run: Path) -> dict:

@@ -7,6 +7,7 @@ the grid. Slow references: scipy's generalised eigensolver, window loops for the
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from selfsight.segment.ncut import (
     MaskCutConfig,
     affinity,
     bipartition,
+    grid_proximity,
     keep_candidate,
     mask_iou,
     maskcut,
@@ -320,6 +322,51 @@ def test_recursive_split_separates_touching_objects():
     single = np.where(labels == 2, 0, labels)
     whole = maskcut(planted_features(single)[None], MaskCutConfig(n_masks=1, split_ncut=0.5))
     assert mask_iou(whole[0][0], single == 1) > 0.9
+
+
+def test_grid_proximity_matches_pairwise_distances():
+    grid = (3, 4)
+    cells = [(r, c) for r in range(3) for c in range(4)]
+    expected = np.array([[np.exp(-((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) / (2 * 1.5 ** 2))
+                          for b in cells] for a in cells])
+    np.testing.assert_allclose(grid_proximity(grid, 1.5).numpy(), expected, rtol=1e-6)
+
+
+def twins(size: int = 16) -> np.ndarray:
+    """Two 6x6 objects of the same kind joined by a 2-cell neck: one region of equal features."""
+    labels = np.zeros((size, size), dtype=int)
+    labels[3:9, 1:7] = 1
+    labels[7:13, 9:15] = 2
+    labels[7:9, 7:9] = 1  # the neck: a narrow bridge that belongs to the first
+    return labels
+
+
+def test_spatial_split_separates_twins_with_equal_features():
+    labels = twins()
+    features = planted_features(np.minimum(labels, 1))[None]  # twins look the same
+    config = MaskCutConfig(n_masks=3, exclude_found=True, split_ncut=0.45)
+    merged = maskcut(features, config)[0]  # the feature graph alone cannot tell them apart
+    assert max(mask_iou(m, labels > 0) for m in merged) > 0.9
+    split = maskcut(features, replace(config, split_sigma=0.1))[0]
+    for k in (1, 2):
+        assert max(mask_iou(m, labels == k) for m in split) > 0.8
+    # A single compact object is not cut in two by the proximity weights.
+    single = np.zeros((16, 16), dtype=int)
+    single[4:11, 4:11] = 1
+    whole = maskcut(planted_features(single)[None], replace(config, split_sigma=0.1))[0]
+    assert mask_iou(whole[0], single == 1) > 0.9
+
+
+def test_centering_removes_a_shared_component():
+    labels = two_blobs()
+    shared = 3 * torch.ones(16, 1, 1)  # every patch far along one direction: cosines near 1
+    features = (planted_features(labels) + shared)[None]
+    assert (affinity(features.flatten(2).transpose(1, 2)) == 1).all()  # a complete graph
+    uncentred = maskcut(features, MaskCutConfig(n_masks=2))[0]
+    assert not any(mask_iou(m, labels == 1) > 0.9 for m in uncentred)
+    found = maskcut(features, MaskCutConfig(n_masks=2, center=True))[0]
+    for k in (1, 2):
+        assert max(mask_iou(m, labels == k) for m in found) > 0.9
 
 
 def test_bipartition_never_returns_unavailable_patches():

@@ -138,6 +138,15 @@ def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
             best.append(max((d & gt).sum() / (d | gt).sum() for d in decoded) if decoded else 0)
     assert np.mean(best) > 0.5  # bright squares on noise: found even by an untrained ViT
     assert (tmp_path / "overlays" / "sub" / "scene1.png").is_file()
+    # MaskCut's options reach the cut; an unknown one is named.
+    options = ["--maskcut-set", "center=true", "--maskcut-set", "exclude_found=true",
+               "--maskcut-set", "split_ncut=0.45", "--maskcut-set", "split_sigma=0.1"]
+    assert main(["segment", str(run), str(folder), "--out", str(out), "--masks", "5",
+                 *options, "--no-progress"]) == 0
+    assert len(json.loads(out.read_text())["results"]) == len(truth)
+    assert main(["segment", str(run), str(folder), "--out", str(out), "--maskcut-set",
+                 "sigma=0.1"]) == 2
+    assert "unknown option(s) ['sigma']" in capsys.readouterr().err
     assert main(["segment", str(run), str(folder), "--out", str(out), "--method",
                  "segmenter"]) == 2
     assert "holds no trained segmenter" in capsys.readouterr().err

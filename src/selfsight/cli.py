@@ -238,6 +238,9 @@ def add_segment(sub: argparse._SubParsersAction) -> None:
                    help="size for patch features (larger: a finer patch grid)")
     g.add_argument("--masks", type=int, default=3, help="MaskCut cuts per image")
     g.add_argument("--tau", type=float, default=0.15, help="MaskCut affinity threshold")
+    g.add_argument("--maskcut-set", action="append", metavar="KEY=VALUE",
+                   help="other MaskCut option, e.g. --maskcut-set split_sigma=0.1 (touching "
+                        "objects: center, exclude_found, split_ncut, split_sigma)")
     g.add_argument("--segmenter-set", action="append", metavar="KEY=VALUE",
                    help="segmenter option, e.g. --segmenter-set steps=2000")
     g.add_argument("--device", default=None)
@@ -249,8 +252,10 @@ def run_segment(args: argparse.Namespace) -> int:
     from selfsight.config import config_from_dict
     from selfsight.segment import MaskCutConfig, PseudoMaskConfig, SegmenterConfig, segment
 
-    masks = PseudoMaskConfig(size=args.feature_size,
-                             maskcut=MaskCutConfig(n_masks=args.masks, tau=args.tau))
+    cut = config_from_dict(MaskCutConfig, {"n_masks": args.masks, "tau": args.tau,
+                                           **key_values(args.maskcut_set, "--maskcut-set")},
+                           "--maskcut-set")
+    masks = PseudoMaskConfig(size=args.feature_size, maskcut=cut)
     train = None
     if args.train_segmenter:
         train = config_from_dict(SegmenterConfig, key_values(args.segmenter_set,
