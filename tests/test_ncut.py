@@ -355,6 +355,10 @@ def test_spatial_split_separates_twins_with_equal_features():
     single[4:11, 4:11] = 1
     whole = maskcut(planted_features(single)[None], replace(config, split_sigma=0.1))[0]
     assert mask_iou(whole[0], single == 1) > 0.9
+    for bad in (replace(config, split_sigma=0.0), replace(config, split_ncut=None,
+                                                         split_sigma=0.1)):
+        with pytest.raises(ValueError, match="split_sigma"):
+            maskcut(features, bad)
 
 
 def test_centering_removes_a_shared_component():

@@ -49,7 +49,7 @@ def affinity(features: Tensor, tau: float = 0.15, eps: float = 1e-5) -> Tensor:
 
 @lru_cache(maxsize=8)
 def grid_proximity(grid: tuple[int, int], sigma: float) -> Tensor:
-    """Spatial weights of Shi & Malik's image-segmentation graph (2000, sec. 4):
+    """Spatial weights of Shi & Malik's image-segmentation graph (2000):
     exp(-d^2 / (2 sigma^2)) for every pair of cells of an (h, w) grid, d their distance in
     cells. (h*w, h*w) float32 on the CPU; cached because a grid is cut many times."""
     rows, cols = np.indices(grid).reshape(2, -1).astype(np.float64)
@@ -192,8 +192,11 @@ def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.nd
     patches = features.flatten(2).transpose(1, 2).float()  # (B, N, D)
     if config.center:
         patches = patches - patches.mean(dim=1, keepdim=True)
+    if config.split_sigma is not None and (config.split_sigma <= 0 or config.split_ncut is None):
+        raise ValueError(f"split_sigma={config.split_sigma}: needs split_ncut set and a "
+                         "positive scale (a fraction of the grid side, e.g. 0.1)")
     proximity = None
-    if config.split_ncut is not None and config.split_sigma is not None:
+    if config.split_sigma is not None:
         proximity = grid_proximity(grid, config.split_sigma * max(grid)).to(patches.device)
     dropped = np.zeros((batch, height, width), dtype=bool)  # patches removed from each graph
     found: list[list[np.ndarray]] = [[] for _ in range(batch)]
