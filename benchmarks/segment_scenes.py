@@ -135,7 +135,8 @@ def oracle_features(masks: list[np.ndarray], grid: int, seed: int = 0) -> torch.
     return out + 0.05 * torch.randn(out.shape, generator=generator)
 
 
-# MaskCut's options for touching objects, added one at a time to CutLER's settings.
+# All of MaskCut's options for touching objects, as chosen on validation scenes (BENCHMARKS
+# section 7); ``maskcut_variants`` adds them to CutLER's settings one at a time.
 SPATIAL_SPLIT = dict(exclude_found=True, split_ncut=0.45, split_sigma=0.1, center=True,
                      n_masks=5)
 

@@ -208,8 +208,8 @@ def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.nd
             live = ~dropped[image] if config.exclude_found else None
             candidate, seed = bipartition(vector, grid, live)
             if config.split_ncut is not None:
-                graph = w[image] if proximity is None else w[image] * proximity
-                candidate = split_recursively(graph, candidate, seed, config.split_ncut)
+                candidate = split_recursively(w[image], candidate, seed, config.split_ncut,
+                                              proximity)
             mask = candidate & ~dropped[image]
             if keep_candidate(candidate, mask, found[image], config):
                 found[image].append(mask)
@@ -226,16 +226,20 @@ def ncut_cost(w: Tensor, part: Tensor, rest: Tensor) -> float:
     return float(cut / vol_part + cut / vol_rest) if vol_part > 0 and vol_rest > 0 else 1.0
 
 
-def split_recursively(w: Tensor, candidate: np.ndarray, seed: int, max_cost: float
-                      ) -> np.ndarray:
+def split_recursively(w: Tensor, candidate: np.ndarray, seed: int, max_cost: float,
+                      proximity: Tensor | None = None) -> np.ndarray:
     """Recursive two-way normalized cut (Shi & Malik, 2000, sec. 3.1) inside a candidate: while
     the candidate's own graph splits at a cost <= ``max_cost``, keep the side holding the seed
     (its 4-connected component). One bipartition of the whole image puts touching objects on the
-    same side, and their union is connected; this separates them when their features differ."""
+    same side, and their union is connected; this separates them when their features differ.
+    ``proximity`` (N, N), optional: spatial weights multiplied into the candidate's graph, so
+    that objects with equal features part at their junction (``MaskCutConfig.split_sigma``)."""
     grid = candidate.shape
     while candidate.sum() >= 4:
         nodes = torch.from_numpy(np.flatnonzero(candidate)).to(w.device)
         sub = w[nodes][:, nodes]  # the candidate's own graph
+        if proximity is not None:
+            sub = sub * proximity[nodes][:, nodes]
         vector = second_eigenvector(sub[None])[0]
         side = (vector > vector.mean()).cpu().numpy()
         where = np.flatnonzero(candidate)
