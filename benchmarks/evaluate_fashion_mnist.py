@@ -32,6 +32,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=float, default=2.0)
     p.add_argument("--min-steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--distill-epochs", type=float, default=0.0,
+                   help="SimCLRv2 distillation arms: epochs over the unlabelled images")
+    p.add_argument("--label-only", action="store_true",
+                   help="the label-efficiency study alone (no probes, clustering, robustness)")
     p.add_argument("--out", default="benchmarks/results/evaluate_fashion_mnist")
     return p.parse_args()
 
@@ -41,9 +45,10 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.monotonic()
     result = selfsight.evaluate(
-        args.run, label_fractions=tuple(args.fractions), seeds=tuple(range(args.seeds)),
+        args.run, full=not args.label_only, label_fractions=tuple(args.fractions),
+        seeds=tuple(range(args.seeds)),
         recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
-                              lr=args.lr),
+                              lr=args.lr, distill_epochs=args.distill_epochs),
         device=device)
     report = {"command": " ".join(sys.argv), "device": device, "torch": str(torch.__version__),
               "cpu": platform.processor() or platform.machine(),
@@ -54,6 +59,9 @@ def main() -> None:
     (out / "result.json").write_text(json.dumps(report, indent=2))
     print(summary_table(result))
     print(label_efficiency_table(result["label_efficiency"]))
+    if args.label_only:
+        print(f"written to {out / 'result.json'} and {args.run}/eval/")
+        return
     c = result["clustering"]
     print(f"k-means: accuracy {c['accuracy']:.4f}, NMI {c['nmi']:.4f}, ARI {c['ari']:.4f} "
           f"(raw pixels {c['pixels']['accuracy']:.4f})")

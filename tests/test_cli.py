@@ -69,7 +69,7 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     assert skipped["count"] == 1 and "broken.jpg" in skipped["files"][0]["file"]
     assert main(["evaluate", str(run), "--data", str(data), "--no-progress",
                  "--label-fractions", "0.1", "1.0", "--seeds", "2", "--finetune-epochs", "1",
-                 "--min-steps", "2"]) == 0
+                 "--min-steps", "2", "--distill-epochs", "1"]) == 0
     result = json.loads((run / "eval" / "images.json").read_text())
     assert result["train_images"] == 80 and result["test_images"] == 80
     assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
@@ -85,7 +85,11 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     study = json.loads((run / "eval" / "images_label_efficiency.json").read_text())
     for arm in ("pretrained", "scratch", "linear"):
         assert [len(study["arms"][arm][f]) for f in ("0.1", "1.0")] == [2, 2]
-    assert "savings factor" in capsys.readouterr().out
+    # Distilled arms only where some images are unlabelled.
+    for arm in ("pretrained_distilled", "scratch_distilled"):
+        assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}
+    out = capsys.readouterr().out
+    assert "savings factor" in out and "scratch_distilled" in out
     # Drift between two folders in this run's feature space: dark vs bright images differ.
     assert main(["drift", str(run), str(data / "test" / "dark"), str(data / "test" / "bright"),
                  "--permutations", "50", "--no-progress"]) == 0

@@ -76,7 +76,7 @@ def tiny_run(tmp_path_factory, fmnist_small):
         options={"proj_hidden_dim": 64})
     selfsight.evaluate(run, str(data), linear=False, progress=False,
                        label_fractions=(0.25, 1.0), seeds=(0, 1),
-                       recipe=FinetuneRecipe(epochs=1, min_steps=2))
+                       recipe=FinetuneRecipe(epochs=1, min_steps=2, distill_epochs=1))
     return run
 
 

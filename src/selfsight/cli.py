@@ -74,6 +74,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--finetune-epochs", type=float, default=2.0,
                    help="fine-tuning epochs (both arms); small subsets get --min-steps")
     e.add_argument("--min-steps", type=int, default=200)
+    e.add_argument("--distill-epochs", type=float, default=0.0,
+                   help="also distil each fine-tuned arm into a student on the unlabelled "
+                        "training images for this many epochs (SimCLRv2's third step)")
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(handler=run_evaluate)
@@ -342,7 +345,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = selfsight.evaluate(
         args.run, args.data, labels=args.labels, linear=not args.no_linear, full=not args.quick,
         label_fractions=args.label_fractions, seeds=tuple(range(args.seeds)),
-        recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps),
+        recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
+                              distill_epochs=args.distill_epochs),
         device=args.device, progress=not args.no_progress)
     print(summary_table(result))
     if "label_efficiency" in result:
@@ -354,10 +358,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def label_efficiency_table(study: dict[str, Any]) -> str:
     """Mean ± std top-1 per arm and label fraction, and the savings factor."""
     keys = [str(f) for f in study["fractions"]]
-    rows = [f"{'labels':<12}" + "".join(f"{float(k):>16.0%}" for k in keys)]
-    for arm in ("pretrained", "scratch", "linear"):
-        rows.append(f"{arm:<12}" + "".join(
-            f"{study['mean'][arm][k]:>9.4f} ±{study['std'][arm][k]:.3f}" for k in keys))
+    width = max(12, *(len(arm) + 1 for arm in study["mean"]))
+    rows = [f"{'labels':<{width}}" + "".join(f"{float(k):>16.0%}" for k in keys)]
+    for arm, means in study["mean"].items():
+        rows.append(f"{arm:<{width}}" + "".join(
+            f"{means[k]:>9.4f} ±{study['std'][arm][k]:.3f}" if k in means else f"{'-':>16}"
+            for k in keys))
     factor = study["savings_factor"]
     rows.append(f"label savings factor: {'-' if factor is None else f'{factor:.1f}x'} "
                 f"({study['savings_note']})")

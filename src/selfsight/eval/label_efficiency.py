@@ -1,7 +1,12 @@
 """How many labels pretraining saves: an A/B comparison of fine-tuning the pretrained backbone
 against training the same architecture from scratch, with the same recipe and budget, on
 stratified label subsets; plus a linear probe on the same subsets (the transfer-efficiency
-protocol of e.g. Hénaff et al., 2020, "Data-efficient image recognition with CPC")."""
+protocol of e.g. Hénaff et al., 2020, "Data-efficient image recognition with CPC").
+
+Optionally both arms also use the unlabelled rest of the training split the SimCLRv2 way (Chen
+et al., 2020): each fine-tuned arm becomes the teacher of a student that starts from the same
+weights as that arm (the pretrained backbone, or the same random draw) and learns the labels
+plus the teacher's soft predictions on every training image."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import torch
 from selfsight.backbones import Backbone
 from selfsight.data import ImageSet
 from selfsight.eval.extract import extract_features
-from selfsight.eval.finetune import finetune
+from selfsight.eval.finetune import Classifier, accuracy, train_classifier
 from selfsight.eval.linear import linear_probe
 
 
@@ -28,9 +33,17 @@ class FinetuneRecipe:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.05
+    distill_epochs: float = 0.0  # epochs over the unlabelled images; 0: no distillation arms
+    temperature: float = 1.0
 
     def steps(self, images: int) -> int:
         return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
+
+    def distill_steps(self, labelled: int, unlabelled: int) -> int:
+        """Enough steps for ``distill_epochs`` over the unlabelled images, and never fewer than
+        the fine-tuning itself."""
+        return max(self.steps(labelled),
+                   math.ceil(self.distill_epochs * unlabelled / self.batch_size))
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -83,22 +96,36 @@ def label_efficiency(
     """Top-1 per arm (pretrained fine-tune, scratch, linear probe), fraction and seed; mean, std
     and the label savings factor. The seed picks the subset and initialises the scratch model."""
     recipe = recipe or FinetuneRecipe()
+    device = torch.device(device)
     train_f = extract_features(backbone, train.images, device=device, progress=progress)
     test_f = extract_features(backbone, test.images, device=device, progress=progress)
     arms: dict[str, dict[str, list[float]]] = {"pretrained": {}, "scratch": {}, "linear": {}}
+    if recipe.distill_epochs > 0:
+        arms |= {"pretrained_distilled": {}, "scratch_distilled": {}}
+    classes = int(max(train.labels.max(), test.labels.max())) + 1
+
+    def fit(start: Backbone, images: np.ndarray, labels: np.ndarray, seed: int, steps: int,
+            teacher: Classifier | None = None) -> Classifier:
+        return train_classifier(start, images, labels, classes, steps, recipe.batch_size,
+                                recipe.lr, recipe.weight_decay, seed, device, progress, teacher,
+                                None if teacher is None else train.images, recipe.temperature)
+
     for fraction in fractions:
         key = str(fraction)
         for seed in seeds:
             index = stratified_subset(train.labels, fraction, seed)
             images, labels = train.images[index], train.labels[index]
-            epochs = recipe.steps(len(index)) * min(recipe.batch_size, len(index)) / len(index)
             torch.manual_seed(seed)
             scratch = Backbone(backbone.config)
-            for arm, model in (("pretrained", backbone), ("scratch", scratch)):
-                result = finetune(model, images, labels, test.images, test.labels, epochs,
-                                  recipe.batch_size, recipe.lr, recipe.weight_decay, seed,
-                                  device, progress)
-                arms[arm].setdefault(key, []).append(round(result["finetune_top1"], 4))
+            for arm, start in (("pretrained", backbone), ("scratch", scratch)):
+                model = fit(start, images, labels, seed, recipe.steps(len(index)))
+                arms[arm].setdefault(key, []).append(
+                    round(accuracy(model, test.images, test.labels, device), 4))
+                if recipe.distill_epochs > 0 and fraction < 1:  # else nothing is unlabelled
+                    steps = recipe.distill_steps(len(index), len(train))
+                    student = fit(start, images, labels, seed, steps, teacher=model)
+                    arms[f"{arm}_distilled"].setdefault(key, []).append(
+                        round(accuracy(student, test.images, test.labels, device), 4))
             probe = linear_probe(train_f[index], torch.as_tensor(labels), test_f,
                                  torch.as_tensor(test.labels))
             arms["linear"].setdefault(key, []).append(round(probe["linear_top1"], 4))
@@ -114,8 +141,11 @@ def label_efficiency(
     return {"fractions": list(fractions), "seeds": list(seeds),
             "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
                        f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
-                       "labelled images / batch); linear: standardised frozen features, "
-                       "L-BFGS"),
+                       "labelled images / batch); distilled arms (if distill_epochs > 0): a "
+                       "student from the arm's starting weights learns the labels plus the "
+                       "fine-tuned arm's soft predictions (temperature) on all training images, "
+                       "max(steps, distill_epochs x training images / batch) steps; linear: "
+                       "standardised frozen features, L-BFGS"),
             "train_images": len(train), "test_images": len(test),
             "arms": arms, "mean": mean, "std": std,
             "savings_factor": None if factor is None else round(factor, 2),

@@ -25,7 +25,9 @@ MATCH = "#16a34a"
 MISMATCH = "#dc2626"
 ARM_COLOURS = {"pretrained": ACCENT, "linear": TEAL, "scratch": GRAY}
 ARM_LABELS = {"pretrained": "fine-tuned from this backbone", "linear": "linear probe",
-              "scratch": "trained from scratch"}
+              "scratch": "trained from scratch",
+              "pretrained_distilled": "this backbone + distilled on unlabelled images",
+              "scratch_distilled": "scratch + distilled on unlabelled images"}
 STYLE = {
     "font.size": 11, "axes.titlesize": 12.5, "axes.titleweight": "bold",
     "axes.labelsize": 11, "axes.spines.top": False, "axes.spines.right": False,
@@ -275,9 +277,10 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
         mean = np.array([means.get(k, np.nan) for k in keys], dtype=float)
         std = np.array([result.get("std", {}).get(arm, {}).get(k, 0.0) for k in keys],
                        dtype=float)
-        colour = ARM_COLOURS.get(arm, TEAL)
-        ax.plot(fractions, mean, marker="o", lw=2, ms=6, color=colour,
-                label=ARM_LABELS.get(arm, arm))
+        distilled = arm.endswith("_distilled")  # drawn dashed in its arm's colour
+        colour = ARM_COLOURS.get(arm.removesuffix("_distilled"), TEAL)
+        ax.plot(fractions, mean, marker="s" if distilled else "o", lw=2, ms=6, color=colour,
+                ls="--" if distilled else "-", label=ARM_LABELS.get(arm, arm))
         ax.fill_between(fractions, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
     most = int(np.argmax(fractions))  # the scratch reference: all labels, or the most run
     full = result["mean"].get("scratch", {}).get(keys[most])
