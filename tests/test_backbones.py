@@ -1,8 +1,18 @@
+import json
+from dataclasses import asdict
+
 import pytest
 import torch
 from torch import nn
 
-from selfsight.backbones import Backbone, BackboneConfig, load_backbone
+from selfsight.backbones import (
+    ALIASES,
+    Backbone,
+    BackboneConfig,
+    alias_of,
+    backbone_config,
+    load_backbone,
+)
 
 
 def test_small_stem_is_3x3_stride_1_without_maxpool():
@@ -120,3 +130,12 @@ def test_resnet10_cpu_alias_has_one_block_per_stage_and_a_256_wide_feature():
                                      net.model.layer4)] == [1, 1, 1, 1]
     assert net.model.conv1.out_channels == 16 and net.dim == 256
     assert net(torch.zeros(2, 1, 20, 20)).shape == (2, 256)
+
+
+def test_alias_of_names_the_alias_a_saved_config_came_from():
+    for alias in ALIASES:  # through JSON, as a run folder saves it (tuples become lists)
+        saved = json.loads(json.dumps(asdict(backbone_config(alias, 1, 20, None))))
+        assert alias_of(saved) == alias
+    assert alias_of(asdict(backbone_config("resnet18", 1, 20, None))) is None
+    changed = backbone_config("resnet10_cpu", 1, 20, {"channels": (8, 16, 32, 64)})
+    assert alias_of(asdict(changed)) is None

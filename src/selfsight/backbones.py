@@ -54,6 +54,20 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def alias_of(config: dict[str, Any]) -> str | None:
+    """The selfsight alias a saved backbone config (``BackboneConfig`` as a dict) was built
+    from, or None: saved configs hold the resolved timm name, which hides e.g. that
+    ``resnet10_cpu`` is a one-block-per-stage ResNet."""
+    shape = ("name", "small_stem", "stem_stride", "stem_width", "patch_size", "model_kwargs")
+    saved = json.loads(json.dumps({k: config.get(k) for k in shape}))  # tuples as lists
+    for alias in ALIASES:
+        built = asdict(backbone_config(alias, config.get("in_chans", 3),
+                                       config.get("image_size", 224), None))
+        if json.loads(json.dumps({k: built[k] for k in shape})) == saved:
+            return alias
+    return None
+
+
 def resolve_alias(name: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(timm name, options) for a selfsight alias; user options win over the alias's."""
     base, defaults = ALIASES.get(name, (name, {}))

@@ -93,8 +93,10 @@ def label_efficiency(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Top-1 per arm (pretrained fine-tune, scratch, linear probe), fraction and seed; mean, std
-    and the label savings factor. The seed picks the subset and initialises the scratch model."""
+    """Top-1 per arm (pretrained fine-tune, scratch, linear probe; with
+    ``recipe.distill_epochs`` also pretrained_distilled and scratch_distilled below 100%),
+    fraction and seed; mean, std and the label savings factor (from the fine-tuned arms). The
+    seed picks the subset and initialises the scratch model."""
     recipe = recipe or FinetuneRecipe()
     device = torch.device(device)
     train_f = extract_features(backbone, train.images, device=device, progress=progress)

@@ -271,7 +271,7 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
     scratch-at-100% line, and the savings factor in the title."""
     keys = [str(f) for f in result["fractions"]]  # the JSON's keys are str(fraction)
     fractions = [float(f) for f in result["fractions"]]
-    fig = new_figure(HALF, 4.6)
+    fig = new_figure(HALF, 4.6 if len(result["mean"]) <= 3 else 5.4)
     ax = fig.add_subplot()
     for arm, means in result["mean"].items():
         mean = np.array([means.get(k, np.nan) for k in keys], dtype=float)
@@ -288,7 +288,8 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
         ax.axhline(full, color=GRAY, ls="--", lw=1.2)
         ax.annotate(f"scratch with {100 * fractions[most]:g}% labels: {full:.3f}",
                     (fractions[0], full),
-                    textcoords="offset points", xytext=(2, 5), fontsize=9.5, color=GRAY)
+                    textcoords="offset points", xytext=(2, 5), fontsize=9.5, color=GRAY,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 1})  # over curves
     ax.set_xscale("log")
     ax.set_xticks(fractions, [f"{100 * f:g}%" for f in fractions])
     ax.minorticks_off()
@@ -297,7 +298,11 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
     factor = result.get("savings_factor")
     ax.set_title(f"Same accuracy with {factor:.3g}\u00d7 fewer labels" if factor
                  else "Accuracy against labels used")
-    ax.legend(loc="lower right")
+    if len(result["mean"]) > 3:  # distilled arms too: the legend goes under the axes
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
+                   fontsize=9)
+    else:
+        ax.legend(loc="lower right")
     return fig
 
 
