@@ -19,6 +19,7 @@ import torch
 from selfsight import load_backbone
 from selfsight.backbones import Backbone
 from selfsight.data import load_eval_sets
+from selfsight.eval.extract import default_device
 from selfsight.eval.finetune import accuracy, train_classifier
 from selfsight.eval.label_efficiency import stratified_subset
 
@@ -38,7 +39,7 @@ def main() -> None:
     index = stratified_subset(train.labels, args.fraction, args.seed)
     rest = np.setdiff1d(np.arange(len(train)), index)
     val = np.sort(np.random.default_rng(args.seed).choice(rest, 10000, replace=False))
-    device = torch.device("cpu")
+    device = default_device()
     rows = []
     for recipe in args.recipes:
         lr, steps = float(recipe.split(":")[0]), int(recipe.split(":")[1])

@@ -110,17 +110,16 @@ def train_classifier(
         for group in opt.param_groups:
             group["lr"] = lr * warmup_cosine(step / steps, 1.0, 0.1)
         with autocast(device):
-            if unlabelled is None:
-                loss = F.cross_entropy(model(x).float(), targets[idx].to(device),
-                                       label_smoothing=0.1)
-            else:
+            if unlabelled is not None:
                 u = view(unlabeled, unlabelled.next())
                 with torch.no_grad():
                     soft = teacher(u)
-                logits = model(torch.cat([x, u]))  # one pass: batch norm sees both
-                loss = (F.cross_entropy(logits[:len(x)].float(), targets[idx].to(device),
-                                        label_smoothing=0.1)
-                        + soft_cross_entropy(logits[len(x):], soft, temperature))
+                x = torch.cat([x, u])  # one pass: batch norm sees both
+            logits = model(x)
+            loss = F.cross_entropy(logits[:len(idx)].float(), targets[idx].to(device),
+                                   label_smoothing=0.1)
+            if unlabelled is not None:
+                loss = loss + soft_cross_entropy(logits[len(idx):], soft, temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -121,13 +121,14 @@ def label_efficiency(
             scratch = Backbone(backbone.config)
             for arm, start in (("pretrained", backbone), ("scratch", scratch)):
                 model = fit(start, images, labels, seed, recipe.steps(len(index)))
-                arms[arm].setdefault(key, []).append(
-                    round(accuracy(model, test.images, test.labels, device), 4))
+                scored = [(arm, model)]
                 if recipe.distill_epochs > 0 and fraction < 1:  # else nothing is unlabelled
                     steps = recipe.distill_steps(len(index), len(train))
-                    student = fit(start, images, labels, seed, steps, teacher=model)
-                    arms[f"{arm}_distilled"].setdefault(key, []).append(
-                        round(accuracy(student, test.images, test.labels, device), 4))
+                    scored.append((f"{arm}_distilled",
+                                   fit(start, images, labels, seed, steps, teacher=model)))
+                for name, classifier in scored:
+                    arms[name].setdefault(key, []).append(
+                        round(accuracy(classifier, test.images, test.labels, device), 4))
             probe = linear_probe(train_f[index], torch.as_tensor(labels), test_f,
                                  torch.as_tensor(test.labels))
             arms["linear"].setdefault(key, []).append(round(probe["linear_top1"], 4))
