@@ -117,3 +117,8 @@ def test_savings_factor_interpolates_in_log_fraction():
     assert bound == pytest.approx(100) and "lower bound" in note
     none, _ = savings_factor([0.01, 1.0], [0.5, 0.6], target=0.9)
     assert none is None
+    # a study that stops below 100%: scratch at its largest fraction is the reference
+    partial, note = savings_factor([0.01, 0.1], [0.70, 0.80], target=0.75)
+    assert partial == pytest.approx(0.1 / math.sqrt(0.01 * 0.1)) and "scratch@10%" in note
+    alone, note = savings_factor([0.01], [0.80], target=0.70)
+    assert alone is None and "one fraction" in note

@@ -64,23 +64,27 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
 
 def savings_factor(fractions: list[float], pretrained: list[float],
                    target: float) -> tuple[float | None, str]:
-    """How many times fewer labels the pretrained arm needs to reach ``target`` (the scratch
-    arm's accuracy with all labels): accuracy is interpolated linearly in log(fraction) between
-    the measured fractions, and the factor is 1 / the fraction where it crosses ``target``."""
+    """How many times fewer labels the pretrained arm needs to reach ``target``, the scratch
+    arm's accuracy at the largest fraction run (all labels in the full study): accuracy is
+    interpolated linearly in log(fraction) between the measured fractions, and the factor is
+    that largest fraction / the fraction where the pretrained arm crosses ``target``."""
     order = np.argsort(fractions)
     f, acc = np.asarray(fractions, float)[order], np.asarray(pretrained, float)[order]
+    reference = f"scratch@{100 * f[-1]:g}% ({target:.4f})"
+    if len(f) < 2:  # the reference is the only fraction: nothing to save
+        return None, (f"one fraction run ({f[0]:g}): the factor needs scratch at a larger "
+                      "fraction as its reference")
     if acc[0] >= target:
-        return 1 / f[0], (f"pretrained already matches scratch@100% ({target:.4f}) at the "
-                          f"smallest fraction {f[0]:g}: the factor is a lower bound")
+        return f[-1] / f[0], (f"pretrained already matches {reference} at the smallest "
+                              f"fraction {f[0]:g}: the factor is a lower bound")
     for i in range(1, len(f)):
         if acc[i] >= target:
             t = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
             crossing = math.exp(math.log(f[i - 1]) + t * (math.log(f[i]) - math.log(f[i - 1])))
-            return 1 / crossing, (f"pretrained reaches scratch@100% ({target:.4f}) at "
-                                  f"{crossing:.4f} of the labels (linear in log fraction "
-                                  f"between {f[i - 1]:g} and {f[i]:g})")
-    return None, (f"pretrained does not reach scratch@100% ({target:.4f}) at any measured "
-                  "fraction")
+            return f[-1] / crossing, (f"pretrained reaches {reference} at {crossing:.4f} of the "
+                                      f"labels (linear in log fraction between {f[i - 1]:g} "
+                                      f"and {f[i]:g})")
+    return None, f"pretrained does not reach {reference} at any measured fraction"
 
 
 def label_efficiency(
@@ -139,8 +143,6 @@ def label_efficiency(
     full = str(max(fractions))
     factor, note = savings_factor(list(fractions), [mean["pretrained"][str(f)] for f in fractions],
                                   mean["scratch"][full])
-    if max(fractions) < 1:
-        note += f" (the scratch reference is its accuracy at {full}, the largest fraction run)"
     return {"fractions": list(fractions), "seeds": list(seeds),
             "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
                        f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
