@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
 from selfsight.data import ImageSet
@@ -136,6 +137,9 @@ def label_efficiency(
             probe = linear_probe(train_f[index], torch.as_tensor(labels), test_f,
                                  torch.as_tensor(test.labels))
             arms["linear"].setdefault(key, []).append(round(probe["linear_top1"], 4))
+            if progress:  # a study runs for many minutes: show each result as it lands
+                tqdm.write(f"{fraction:g} of the labels, seed {seed}: " + ", ".join(
+                    f"{arm} {runs[key][-1]:.4f}" for arm, runs in arms.items() if key in runs))
     mean = {arm: {k: round(float(np.mean(v)), 4) for k, v in runs.items()}
             for arm, runs in arms.items()}
     std = {arm: {k: round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 4)
