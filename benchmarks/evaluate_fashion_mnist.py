@@ -1,7 +1,8 @@
 """The full evaluation of one pretrained run on Fashion-MNIST (issue: what is the representation
 worth): kNN and linear probe, kNN sweep, few-shot, clustering, robustness, coverage,
 near-duplicates, inference cost, and the label-efficiency A/B (fine-tuning the pretrained
-backbone vs the same architecture from scratch, same recipe and budget, 3 seeds per fraction).
+backbone vs the same architecture from scratch, same recipe, each arm's steps chosen on a
+validation hold-out of its labels, 3 seeds per fraction).
 
     python benchmarks/evaluate_fashion_mnist.py --run benchmarks/results/simclr_30min/selfsight
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.cli import label_efficiency_table, summary_table
+from selfsight.cli import add_step_ladder, label_efficiency_table, summary_table
 from selfsight.eval.label_efficiency import FinetuneRecipe
 
 
@@ -32,6 +33,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=float, default=2.0)
     p.add_argument("--min-steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
+    add_step_ladder(p)
     p.add_argument("--distill-epochs", type=float, default=0.0,
                    help="SimCLRv2 distillation arms: epochs over the unlabelled images")
     p.add_argument("--label-only", action="store_true",
@@ -48,7 +50,9 @@ def main() -> None:
         args.run, full=not args.label_only, label_fractions=tuple(args.fractions),
         seeds=tuple(range(args.seeds)),
         recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
-                              lr=args.lr, distill_epochs=args.distill_epochs),
+                              lr=args.lr, step_ladder=tuple(args.step_ladder),
+                              validation_fraction=args.validation_fraction,
+                              distill_epochs=args.distill_epochs),
         device=device)
     report = {"command": " ".join(sys.argv), "device": device, "torch": str(torch.__version__),
               "cpu": platform.processor() or platform.machine(),

@@ -85,6 +85,14 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     study = json.loads((run / "eval" / "images_label_efficiency.json").read_text())
     for arm in ("pretrained", "scratch", "linear"):
         assert [len(study["arms"][arm][f]) for f in ("0.1", "1.0")] == [2, 2]
+    # Each arm's steps chosen on a hold-out of its labels, from the ladder's rungs (base 2).
+    for arm in ("pretrained", "scratch"):
+        for f in ("0.1", "1.0"):
+            budget = study["budgets"][arm][f]
+            assert str(budget["steps"]) in budget["validation"]
+            assert set(budget["validation"]) <= {"2", "4", "8", "16"}
+            assert budget["validation"][str(budget["steps"])] == max(
+                budget["validation"].values())
     # Distilled arms only where some images are unlabelled.
     for arm in ("pretrained_distilled", "scratch_distilled"):
         assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from selfsight.eval.clustering import cluster_accuracy, cluster_metrics
 from selfsight.eval.drift import drift_score, near_duplicates, per_class
 from selfsight.eval.knn import knn_accuracy
-from selfsight.eval.label_efficiency import savings_factor, stratified_subset
+from selfsight.eval.label_efficiency import choose_steps, savings_factor, stratified_subset
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import SEVERITIES, corrupt
 
@@ -108,6 +108,24 @@ def test_stratified_subset_keeps_class_proportions():
     assert not np.array_equal(index, stratified_subset(labels, 0.1, seed=1))
     assert set(labels[stratified_subset(labels, 0.0001, 0)]) == set(range(10))
     assert len(stratified_subset(labels, 1.0, 0)) == len(labels)
+
+
+def test_choose_steps_climbs_until_longer_training_stops_helping():
+    curve = {100: 0.70, 200: 0.78, 400: 0.80, 800: 0.79, 1600: 0.95}
+    trained = []
+
+    def score(steps):
+        trained.append(steps)
+        return curve[steps]
+
+    best, scores = choose_steps(sorted(curve), score)
+    # stops at the first rung that does not beat the best: 1600 is never trained
+    assert best == 400 and trained == [100, 200, 400, 800] and scores == {
+        n: curve[n] for n in trained}
+    # a converged arm (no gain from doubling) keeps the shortest budget; ties go short
+    assert choose_steps([100, 200, 400], lambda n: 0.8)[0] == 100
+    # an arm that keeps improving climbs to the top rung
+    assert choose_steps([100, 200, 400], lambda n: n / 1000) == (400, {100: .1, 200: .2, 400: .4})
 
 
 def test_savings_factor_interpolates_in_log_fraction():

@@ -74,12 +74,23 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--finetune-epochs", type=float, default=2.0,
                    help="fine-tuning epochs (both arms); small subsets get --min-steps")
     e.add_argument("--min-steps", type=int, default=200)
+    add_step_ladder(e)
     e.add_argument("--distill-epochs", type=float, default=0.0,
                    help="also distil each fine-tuned arm into a student on the unlabelled "
                         "training images for this many epochs (SimCLRv2's third step)")
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(handler=run_evaluate)
+
+
+def add_step_ladder(parser: argparse.ArgumentParser) -> None:
+    """The validated fine-tuning budget of the label-efficiency A/B (shared with the
+    benchmark script)."""
+    parser.add_argument("--step-ladder", type=float, nargs="+", default=[1, 2, 4, 8],
+                        metavar="M", help="multiples of the base steps each arm chooses from on "
+                                          "a validation hold-out of its labels; 1 alone: fixed")
+    parser.add_argument("--validation-fraction", type=float, default=0.2,
+                        help="share of each labelled subset held out to choose the steps")
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -346,6 +357,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.run, args.data, labels=args.labels, linear=not args.no_linear, full=not args.quick,
         label_fractions=args.label_fractions, seeds=tuple(range(args.seeds)),
         recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
+                              step_ladder=tuple(args.step_ladder),
+                              validation_fraction=args.validation_fraction,
                               distill_epochs=args.distill_epochs),
         device=args.device, progress=not args.no_progress)
     print(summary_table(result))

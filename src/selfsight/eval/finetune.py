@@ -97,7 +97,7 @@ def train_classifier(
     unlabelled = None if unlabeled is None else BatchSampler(len(unlabeled), batch_size, seed + 1)
     if teacher is not None:
         teacher = teacher.to(device).eval()
-    targets = torch.as_tensor(labels).long()
+    targets = torch.tensor(np.asarray(labels)).long()  # a copy: memory-mapped labels are read-only
 
     def view(source: np.ndarray, idx: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(source[idx])).permute(0, 3, 1, 2)

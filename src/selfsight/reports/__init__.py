@@ -411,6 +411,11 @@ def detail_rows(result: dict[str, Any],
     if efficiency is not None:
         rows.append(("label efficiency", f"{efficiency.get('recipe', '')}; seeds "
                                          f"{efficiency.get('seeds')}"))
+        for arm, chosen in efficiency.get("budgets", {}).items():
+            rows.append((f"{arm} fine-tuning steps", ", ".join(
+                f"{float(f):.0%}: {b['steps']}" for f, b in chosen.items())
+                + " (chosen on a validation hold-out of the labels)"
+                * any("validation" in b for b in chosen.values())))
         if not efficiency.get("savings_factor") and efficiency.get("savings_note"):
             rows.append(("savings factor", str(efficiency["savings_note"])))
     compute = result.get("compute")
