@@ -97,7 +97,7 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     for arm in ("pretrained_distilled", "scratch_distilled"):
         assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}
     out = capsys.readouterr().out
-    assert "savings factor" in out and "scratch_distilled" in out
+    assert "savings factor" in out and "scratch_distilled" in out and "scratch steps" in out
     # Drift between two folders in this run's feature space: dark vs bright images differ.
     assert main(["drift", str(run), str(data / "test" / "dark"), str(data / "test" / "bright"),
                  "--permutations", "50", "--no-progress"]) == 0

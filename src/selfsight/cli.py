@@ -377,6 +377,9 @@ def label_efficiency_table(study: dict[str, Any]) -> str:
         rows.append(f"{arm:<{width}}" + "".join(
             f"{means[k]:>9.4f} ±{study['std'][arm][k]:.3f}" if k in means else f"{'-':>16}"
             for k in keys))
+    for arm, chosen in study.get("budgets", {}).items():
+        rows.append(f"{arm + ' steps':<{width}}" + "".join(
+            f"{chosen[k]['steps']:>16}" if k in chosen else f"{'-':>16}" for k in keys))
     factor = study["savings_factor"]
     rows.append(f"label savings factor: {'-' if factor is None else f'{factor:.1f}x'} "
                 f"({study['savings_note']})")

@@ -164,5 +164,5 @@ def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray,
         x = preprocess(batch.to(device), model.backbone)
         with autocast(device):
             pred = model(x.contiguous(memory_format=torch.channels_last)).argmax(1).cpu()
-        correct += int((pred == torch.as_tensor(labels[start:start + batch_size])).sum())
+        correct += int((pred.numpy() == np.asarray(labels[start:start + batch_size])).sum())
     return correct / len(images)

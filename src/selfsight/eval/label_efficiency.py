@@ -145,14 +145,15 @@ def label_efficiency(
                                 recipe.lr, recipe.weight_decay, seed, device, progress, teacher,
                                 None if teacher is None else train.images, recipe.temperature)
 
-    def validated_steps(start: Backbone, images: np.ndarray, labels: np.ndarray,
-                        seed: int) -> dict:
-        """Train on the subset less a stratified hold-out for each rung of the ladder, score
-        on the hold-out, keep the best rung."""
-        held = stratified_subset(labels, recipe.validation_fraction, seed)
-        kept = np.setdiff1d(np.arange(len(labels)), held)
+    def arm_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+        """The ladder's one rung, or: train on the subset less a stratified hold-out for each
+        rung, score on the hold-out, keep the best rung."""
         base = recipe.steps(len(labels))
         candidates = sorted({max(1, round(m * base)) for m in recipe.step_ladder})
+        if len(candidates) == 1:
+            return {"steps": candidates[0]}
+        held = stratified_subset(labels, recipe.validation_fraction, seed)
+        kept = np.setdiff1d(np.arange(len(labels)), held)
         steps, scores = choose_steps(
             candidates, lambda n: accuracy(fit(start, images[kept], labels[kept], seed, n),
                                images[held], labels[held], device))
@@ -172,9 +173,7 @@ def label_efficiency(
             scratch = Backbone(backbone.config)
             for arm, start in (("pretrained", backbone), ("scratch", scratch)):
                 if key not in budgets[arm]:
-                    budgets[arm][key] = (validated_steps(start, images, labels, seed)
-                                         if len(recipe.step_ladder) > 1 else
-                                         {"steps": recipe.steps(len(index))})
+                    budgets[arm][key] = arm_steps(start, images, labels, seed)
                     if progress and "validation" in budgets[arm][key]:
                         tqdm.write(f"{fraction:g} of the labels, {arm}: validation accuracy by "
                                    f"steps {budgets[arm][key]['validation']}, "
