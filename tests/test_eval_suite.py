@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from selfsight.eval.clustering import cluster_accuracy, cluster_metrics
 from selfsight.eval.drift import drift_score, near_duplicates, per_class
 from selfsight.eval.knn import knn_accuracy
-from selfsight.eval.label_efficiency import choose_steps, savings_factor, stratified_subset
+from selfsight.eval.label_efficiency import (
+    FinetuneRecipe,
+    choose_steps,
+    savings_factor,
+    stratified_subset,
+)
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import SEVERITIES, corrupt
 
@@ -126,6 +131,13 @@ def test_choose_steps_climbs_until_longer_training_stops_helping():
     assert choose_steps([100, 200, 400], lambda n: 0.8)[0] == 100
     # an arm that keeps improving climbs to the top rung
     assert choose_steps([100, 200, 400], lambda n: n / 1000) == (400, {100: .1, 200: .2, 400: .4})
+
+
+@pytest.mark.parametrize("bad", [{"step_ladder": ()}, {"step_ladder": (1, 0)},
+                                 {"validation_fraction": 1.0}])
+def test_recipe_rejects_a_ladder_or_hold_out_it_cannot_use(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        FinetuneRecipe(**bad)
 
 
 def test_savings_factor_interpolates_in_log_fraction():

@@ -49,6 +49,13 @@ class FinetuneRecipe:
     distill_epochs: float = 0.0  # epochs over the unlabelled images; 0: no distillation arms
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not self.step_ladder or min(self.step_ladder) <= 0:
+            raise ValueError(f"step_ladder needs positive multiples, got {self.step_ladder}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction}")
+
     def steps(self, images: int) -> int:
         return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
 
@@ -154,12 +161,15 @@ def label_efficiency(
             return {"steps": candidates[0]}
         held = stratified_subset(labels, recipe.validation_fraction, seed)
         kept = np.setdiff1d(np.arange(len(labels)), held)
-        steps, scores = choose_steps(
-            candidates, lambda n: accuracy(fit(start, images[kept], labels[kept], seed, n),
-                               images[held], labels[held], device))
+
+        def score(steps: int) -> float:
+            model = fit(start, images[kept], labels[kept], seed, steps)
+            return accuracy(model, images[held], labels[held], device)
+
+        steps, scores = choose_steps(candidates, score)
         chosen = {"steps": steps, "validation": {str(n): round(a, 4) for n, a in scores.items()},
                   "held_out": len(held)}
-        if len(candidates) > 1 and steps == candidates[-1]:
+        if steps == candidates[-1]:
             chosen["note"] = "the top rung won: this arm may still gain from a longer ladder"
         return chosen
 
@@ -175,14 +185,15 @@ def label_efficiency(
                 if key not in budgets[arm]:
                     budgets[arm][key] = arm_steps(start, images, labels, seed)
                     if progress and "validation" in budgets[arm][key]:
+                        b = budgets[arm][key]
                         tqdm.write(f"{fraction:g} of the labels, {arm}: validation accuracy by "
-                                   f"steps {budgets[arm][key]['validation']}, "
-                                   f"{budgets[arm][key]['steps']} chosen "
-                                   f"{budgets[arm][key].get('note', '')}")
-                model = fit(start, images, labels, seed, budgets[arm][key]["steps"])
+                                   f"steps {b['validation']}, {b['steps']} chosen "
+                                   f"{b.get('note', '')}")
+                steps = budgets[arm][key]["steps"]
+                model = fit(start, images, labels, seed, steps)
                 scored = [(arm, model)]
                 if recipe.distill_epochs > 0 and fraction < 1:  # else nothing is unlabelled
-                    steps = recipe.distill_steps(budgets[arm][key]["steps"], len(train))
+                    steps = recipe.distill_steps(steps, len(train))
                     scored.append((f"{arm}_distilled",
                                    fit(start, images, labels, seed, steps, teacher=model)))
                 for name, classifier in scored:
