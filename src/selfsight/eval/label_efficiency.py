@@ -212,6 +212,9 @@ def label_efficiency(
     full = str(max(fractions))
     factor, note = savings_factor(list(fractions), [mean["pretrained"][str(f)] for f in fractions],
                                   mean["scratch"][full])
+    if factor is not None and "note" in budgets["scratch"][full]:
+        note += (f"; an upper bound: scratch@{float(full):.0%} chose the ladder's top rung and "
+                 "may still improve with longer training")
     return {"fractions": list(fractions), "seeds": list(seeds),
             "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
                        f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
