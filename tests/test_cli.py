@@ -94,8 +94,9 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
             assert budget["validation"][str(budget["steps"])] == max(
                 budget["validation"].values())
     # A reference arm stopped by the top of the ladder makes the factor an upper bound.
-    if study["savings_factor"] and "note" in study["budgets"]["scratch"]["1.0"]:
-        assert "upper bound" in study["savings_note"]
+    assert study["savings_upper_bound"] == (
+        bool(study["savings_factor"]) and "note" in study["budgets"]["scratch"]["1.0"])
+    assert ("upper bound" in study["savings_note"]) == study["savings_upper_bound"]
     # Distilled arms only where some images are unlabelled.
     for arm in ("pretrained_distilled", "scratch_distilled"):
         assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}

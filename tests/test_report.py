@@ -163,3 +163,14 @@ def test_duplicate_examples_show_each_test_image_once_most_similar_first():
     examples = [[3, 10, 0.991], [3, 11, 0.999], [5, 12, 0.995], [7, 13, 0.993], [5, 14, 0.992]]
     assert distinct_pairs(examples, 2) == [[3, 11, 0.999], [5, 12, 0.995]]
     assert [e[0] for e in distinct_pairs(examples, 8)] == [3, 5, 7]
+
+
+@pytest.mark.parametrize("upper_bound, title", [
+    (False, "Same accuracy with 5.27\u00d7 fewer labels"),
+    (True, "Same accuracy with up to 5.27\u00d7 fewer labels")])
+def test_label_efficiency_title_says_when_the_factor_is_an_upper_bound(upper_bound, title):
+    study = {"fractions": [0.01, 1.0], "savings_factor": 5.27,
+             "savings_upper_bound": upper_bound,
+             "mean": {"pretrained": {"0.01": 0.8, "1.0": 0.9},
+                      "scratch": {"0.01": 0.7, "1.0": 0.88}}}
+    assert figures.label_efficiency_curve(study).axes[0].get_title() == title

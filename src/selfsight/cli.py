@@ -381,7 +381,8 @@ def label_efficiency_table(study: dict[str, Any]) -> str:
         rows.append(f"{arm + ' steps':<{width}}" + "".join(
             f"{chosen[k]['steps']:>16}" if k in chosen else f"{'-':>16}" for k in keys))
     factor = study["savings_factor"]
-    rows.append(f"label savings factor: {'-' if factor is None else f'{factor:.1f}x'} "
+    bound = "<=" if study.get("savings_upper_bound") else ""
+    rows.append(f"label savings factor: {'-' if factor is None else f'{bound}{factor:.1f}x'} "
                 f"({study['savings_note']})")
     return "\n".join(rows)
 

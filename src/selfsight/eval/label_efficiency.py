@@ -212,7 +212,8 @@ def label_efficiency(
     full = str(max(fractions))
     factor, note = savings_factor(list(fractions), [mean["pretrained"][str(f)] for f in fractions],
                                   mean["scratch"][full])
-    if factor is not None and "note" in budgets["scratch"][full]:
+    upper_bound = factor is not None and "note" in budgets["scratch"][full]
+    if upper_bound:
         note += (f"; an upper bound: scratch@{float(full):.0%} chose the ladder's top rung and "
                  "may still improve with longer training")
     return {"fractions": list(fractions), "seeds": list(seeds),
@@ -228,4 +229,4 @@ def label_efficiency(
             "train_images": len(train), "test_images": len(test),
             "arms": arms, "mean": mean, "std": std, "budgets": budgets,
             "savings_factor": None if factor is None else round(factor, 2),
-            "savings_note": note}
+            "savings_note": note, "savings_upper_bound": upper_bound}

@@ -394,7 +394,8 @@ def headline_rows(result: dict[str, Any], efficiency: dict[str, Any] | None,
     if efficiency is not None:
         factor = efficiency.get("savings_factor")
         rows.append(("label savings factor vs scratch",
-                     f"{factor:.3g}\u00d7" if factor else "\u2013", "\u2013", None))
+                     ("\u2264 " * bool(efficiency.get("savings_upper_bound"))
+                      + f"{factor:.3g}\u00d7") if factor else "\u2013", "\u2013", None))
     return rows
 
 

@@ -296,7 +296,8 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
     ax.set_xlabel("fraction of training labels used")
     ax.set_ylabel("test top-1")
     factor = result.get("savings_factor")
-    ax.set_title(f"Same accuracy with {factor:.3g}\u00d7 fewer labels" if factor
+    up_to = "up to " if result.get("savings_upper_bound") else ""
+    ax.set_title(f"Same accuracy with {up_to}{factor:.3g}\u00d7 fewer labels" if factor
                  else "Accuracy against labels used")
     if len(result["mean"]) > 3:  # distilled arms too: the legend goes under the axes
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,

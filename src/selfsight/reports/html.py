@@ -67,7 +67,7 @@ h2 { font-size:21px; margin:34px 0 12px; padding-bottom:6px; border-bottom:2px s
 .card h3 { margin:0 0 10px; font-size:17px; }
 .card img { max-width:100%; height:auto; display:block; margin:0 auto; }
 .card p.how { margin:10px 0 0; color:#374151; font-size:14.5px; }
-.card.missing { background:#fafafa; border-style:dashed; }
+.card.missing { background:#fafafa; border-style:dashed; align-self:start; }
 .card.missing p { color:var(--muted); margin:0; font-size:14.5px; }
 .notes { color:var(--muted); font-size:14px; margin:6px 0 14px; }
 table.details { border-collapse:collapse; font-size:14px; margin-top:4px; }
