@@ -393,9 +393,9 @@ def headline_rows(result: dict[str, Any], efficiency: dict[str, Any] | None,
                      f"{shot['mean']:.3f} \u00b1 {shot['ci95']:.3f}", "\u2013", None))
     if efficiency is not None:
         factor = efficiency.get("savings_factor")
+        bound = "\u2264 " if efficiency.get("savings_upper_bound") else ""
         rows.append(("label savings factor vs scratch",
-                     ("\u2264 " * bool(efficiency.get("savings_upper_bound"))
-                      + f"{factor:.3g}\u00d7") if factor else "\u2013", "\u2013", None))
+                     f"{bound}{factor:.3g}\u00d7" if factor else "\u2013", "\u2013", None))
     return rows
 
 
@@ -413,10 +413,10 @@ def detail_rows(result: dict[str, Any],
         rows.append(("label efficiency", f"{efficiency.get('recipe', '')}; seeds "
                                          f"{efficiency.get('seeds')}"))
         for arm, chosen in efficiency.get("budgets", {}).items():
+            how = (" (chosen on a validation hold-out of the labels)"
+                   if any("validation" in b for b in chosen.values()) else "")
             rows.append((f"{arm} fine-tuning steps", ", ".join(
-                f"{float(f):.0%}: {b['steps']}" for f, b in chosen.items())
-                + " (chosen on a validation hold-out of the labels)"
-                * any("validation" in b for b in chosen.values())))
+                f"{float(f):.0%}: {b['steps']}" for f, b in chosen.items()) + how))
         if not efficiency.get("savings_factor") and efficiency.get("savings_note"):
             rows.append(("savings factor", str(efficiency["savings_note"])))
     compute = result.get("compute")
