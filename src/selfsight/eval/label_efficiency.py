@@ -199,8 +199,8 @@ def label_efficiency(
                 for name, classifier in scored:
                     arms[name].setdefault(key, []).append(
                         round(accuracy(classifier, test.images, test.labels, device), 4))
-            probe = linear_probe(train_f[index], torch.as_tensor(labels), test_f,
-                                 torch.as_tensor(test.labels))
+            probe = linear_probe(train_f[index], torch.tensor(labels), test_f,
+                                 torch.tensor(np.asarray(test.labels)))  # copies: read-only
             arms["linear"].setdefault(key, []).append(round(probe["linear_top1"], 4))
             if progress:  # a study runs for many minutes: show each result as it lands
                 tqdm.write(f"{fraction:g} of the labels, seed {seed}: " + ", ".join(
