@@ -37,6 +37,24 @@ def test_kmeans_recovers_planted_clusters():
     assert result["accuracy"] == 1.0 and result["nmi"] == pytest.approx(1.0)
 
 
+def test_kmeans_reports_every_seed_and_their_mean():
+    # Overlapping blobs: k-means initialisations end in different optima, so seeds disagree.
+    from sklearn.cluster import KMeans
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 6, 600)
+    features = rng.normal(size=(6, 8))[labels] * 1.5 + rng.normal(size=(600, 8))
+    result = cluster_metrics(features, labels, seeds=(0, 1, 2, 3), n_init=1)
+    assert [r["seed"] for r in result["per_seed"]] == [0, 1, 2, 3]
+    for run in result["per_seed"]:
+        alone = KMeans(6, n_init=1, random_state=run["seed"]).fit_predict(
+            features.astype(np.float32))
+        assert run["accuracy"] == pytest.approx(cluster_accuracy(labels, alone), abs=1e-4)
+    accuracies = [r["accuracy"] for r in result["per_seed"]]
+    assert result["accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-4)
+    assert result["std"]["accuracy"] == pytest.approx(np.std(accuracies), abs=1e-4)
+    assert len(set(accuracies)) > 1 and result["std"]["accuracy"] > 0
+
+
 def test_knn_sweep_matches_knn_accuracy_at_every_setting():
     gen = torch.Generator().manual_seed(0)
     bank = F.normalize(torch.randn(400, 8, generator=gen), dim=1)

@@ -384,8 +384,12 @@ def headline_rows(result: dict[str, Any], efficiency: dict[str, Any] | None,
         def triple(c: dict[str, Any]) -> str:
             return " / ".join(_num(c.get(m)) for m in ("accuracy", "nmi", "ari")) if c \
                 else "\u2013"
-        rows.append((f"k-means ({clustering.get('n_clusters')} clusters): acc / NMI / ARI",
-                     triple(clustering), triple(pixels),
+        seeds = clustering.get("seeds") or [None]  # older results: one k-means seed
+        spread = clustering.get("std", {}).get("accuracy")
+        ours = triple(clustering) + ("" if spread is None else f" (acc \u00b1 {spread:.3f})")
+        rows.append((f"k-means ({clustering.get('n_clusters')} clusters"
+                     + (f", mean of {len(seeds)} seeds" if len(seeds) > 1 else "")
+                     + "): acc / NMI / ARI", ours, triple(pixels),
                      gain(clustering.get("accuracy"), pixels.get("accuracy"))))
     for shot in result.get("few_shot", []):
         rows.append((f"few-shot {shot['n_way']}-way {shot['k_shot']}-shot "
