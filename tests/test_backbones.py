@@ -139,3 +139,32 @@ def test_alias_of_names_the_alias_a_saved_config_came_from():
     assert alias_of(asdict(backbone_config("resnet18", 1, 20, None))) is None
     changed = backbone_config("resnet10_cpu", 1, 20, {"channels": (8, 16, 32, 64)})
     assert alias_of(asdict(changed)) is None
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("resnet18", {"stem_stride": 2, "channels": (8, 16, 32, 64)}),
+    ("vit_tiny_patch16_224", {"depth": 2, "embed_dim": 48, "num_heads": 2}),
+])
+def test_standardize_makes_every_path_blind_to_brightness_and_contrast(name, options, tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 20, 20)
+    relit = 0.3 * x + 0.5  # lower contrast, brighter: the same images under other lighting
+
+    def outputs(b: Backbone, images: torch.Tensor) -> list[torch.Tensor]:
+        out = b.features(images, tokens=True, levels=[0])
+        return [b(images), out["tokens"], out["levels"][0]]
+
+    plain = Backbone(backbone_config(name, 1, 20, options)).eval()
+    assert (plain(x) - plain(relit)).abs().max() > 1e-2
+    plain.save(tmp_path / "plain")
+    standardized = Backbone(backbone_config(name, 1, 20, {**options, "standardize": True}))
+    standardized.load_state_dict(plain.state_dict())  # same weights: the flag adds none
+    standardized.eval().save(tmp_path / "standardized")
+    again = load_backbone(tmp_path / "standardized")
+    assert again.config.standardize
+    with torch.no_grad():
+        for ours, relit_out in zip(outputs(again, x), outputs(again, relit), strict=True):
+            torch.testing.assert_close(ours, relit_out, atol=2e-4, rtol=1e-3)
+        # and what the stem sees is exactly each image at zero mean, unit variance
+        ref = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
+        torch.testing.assert_close(again(x), plain(ref), atol=1e-4, rtol=1e-4)

@@ -59,6 +59,7 @@ def test_resize_matrix_is_torch_antialiased_bilinear():
 @pytest.mark.parametrize(("name", "size", "options"), [
     ("resnet18", 20, TINY_CNN),  # 28-px images resized to 20 inside the graph
     ("vit_tiny_patch16_224", 28, TINY_VIT),
+    ("resnet18", 28, {**TINY_CNN, "standardize": True}),  # the per-image hook in the graph
 ])
 def test_onnx_matches_pytorch_at_two_batch_sizes(tmp_path, fmnist_small, name, size, options):
     run = make_run(tmp_path / "run", name, size, options)

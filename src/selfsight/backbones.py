@@ -88,6 +88,9 @@ class BackboneConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    # Each image to zero mean and unit variance over its pixels before the stem: features that
+    # a global brightness or contrast change (lighting, exposure) cannot move.
+    standardize: bool = False
 
     @property
     def is_vit(self) -> bool:
@@ -199,6 +202,22 @@ def create_timm_model(cfg: BackboneConfig) -> nn.Module:
     return use_small_grid_convs(model)
 
 
+def stem(model: nn.Module) -> nn.Conv2d:
+    """The first convolution, which every path through a timm model starts with (a ViT's patch
+    embedding is one too)."""
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def standardize_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+    """Forward pre-hook: each image (B, C, H, W) to zero mean and unit variance over C, H, W,
+    computed in float32; a flat image becomes zeros."""
+    x = inputs[0]
+    flat = x.float().flatten(1)
+    mean, std = flat.mean(1), flat.std(1)
+    out = (x.float() - mean.view(-1, 1, 1, 1)) / (std.view(-1, 1, 1, 1) + 1e-5)
+    return (out.to(x.dtype),)
+
+
 class Backbone(nn.Module):
     """A timm model without classifier: ``forward(x) -> (B, D)`` pooled features."""
 
@@ -210,6 +229,10 @@ class Backbone(nn.Module):
         self.dim: int = int(getattr(self.model, "head_hidden_size", None)
                             or self.model.num_features)
         self.num_prefix_tokens: int = int(getattr(self.model, "num_prefix_tokens", 0))
+        if config.standardize:
+            # On the stem, not in forward(): methods and tools also enter the model through
+            # forward_features, forward_intermediates or the patch embedding.
+            stem(self.model).register_forward_pre_hook(standardize_input)
 
     @property
     def is_vit(self) -> bool:

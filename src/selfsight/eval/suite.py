@@ -34,10 +34,6 @@ def evaluation_sections(
     y_train, y_test = torch.tensor(train.labels).long(), torch.tensor(test.labels).long()
     classes = int(max(y_train.max(), y_test.max())) + 1
 
-    def classify(images: np.ndarray) -> np.ndarray:
-        feats = extract_features(backbone, images, device=device, progress=False)
-        return knn_predict(train_f, y_train, feats, 20, 0.1, classes).argmax(1).numpy()
-
     predicted = knn_predict(train_f, y_train, test_f, 20, 0.1, classes).argmax(1).numpy()
     sections: dict = {
         "knn_sweep": knn_sweep(train_f, y_train, test_f, y_test),
@@ -45,8 +41,7 @@ def evaluation_sections(
                      if n <= len(y_test.unique())],
         "clustering": cluster_metrics(torch.cat([train_f, test_f]).numpy(),
                                       np.concatenate([train.labels, test.labels])),
-        "robustness": {"classifier": "kNN (k=20, T=0.1) with the clean training features",
-                       **corruption_accuracy(classify, np.asarray(test.images), test.labels)},
+        "robustness": knn_robustness(backbone, train_f, y_train, test, device),
         "per_class": per_class(train.labels, test.labels, predicted, test.classes),
         "near_duplicates": {**near_duplicates(test_f, train_f),
                             "test_pairs": near_duplicates(test_f)["pairs"],
@@ -62,6 +57,20 @@ def evaluation_sections(
     predictions = {"test_features": test_f.numpy().astype(np.float16),
                    "test_labels": test.labels.astype(np.int64), "knn_pred": predicted}
     return sections, predictions
+
+
+def knn_robustness(backbone: Backbone, train_f: torch.Tensor, y_train: torch.Tensor,
+                   test: ImageSet, device: torch.device) -> dict:
+    """kNN (k=20, T=0.1, the clean training features as the bank) on clean and corrupted test
+    images: what a deployed model meets when the camera, light or exposure changes."""
+    classes = int(max(int(y_train.max()), int(test.labels.max()))) + 1
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        feats = extract_features(backbone, images, device=device, progress=False)
+        return knn_predict(train_f, y_train, feats, 20, 0.1, classes).argmax(1).numpy()
+
+    return {"classifier": "kNN (k=20, T=0.1) with the clean training features",
+            **corruption_accuracy(classify, np.asarray(test.images), test.labels)}
 
 
 def pixel_vectors(images: np.ndarray, size: int = 28) -> np.ndarray:
