@@ -14,7 +14,7 @@ from PIL import Image
 import selfsight
 from selfsight.cli import main
 from selfsight.eval.label_efficiency import FinetuneRecipe
-from selfsight.reports import distinct_pairs, figures, report
+from selfsight.reports import distinct_pairs, figures, report, run_facts
 from selfsight.reports.html import data_uri
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -174,3 +174,11 @@ def test_label_efficiency_title_says_when_the_factor_is_an_upper_bound(upper_bou
              "mean": {"pretrained": {"0.01": 0.8, "1.0": 0.9},
                       "scratch": {"0.01": 0.7, "1.0": 0.88}}}
     assert figures.label_efficiency_curve(study).axes[0].get_title() == title
+
+
+def test_epochs_fact_counts_images_seen_not_the_last_epoch_begun():
+    config = {"num_images": 60000}
+    # A time budget that stops 37% into the tenth epoch logs its last step as epoch 9.
+    records = [{"step": 2197, "epoch": 9, "images_seen": 562432, "elapsed": 600.0}]
+    assert dict(run_facts(config, records))["epochs"] == "9.4"
+    assert dict(run_facts({}, records))["epochs"] == "10"  # images unknown: epochs begun

@@ -163,7 +163,10 @@ def run_facts(config: dict[str, Any], records: list[dict[str, Any]]) -> list[tup
     if records:
         last = records[-1]
         facts.append(("steps", f"{last.get('step', 0):,}"))
-        facts.append(("epochs", str(last.get("epoch", 0) + 1)))
+        seen, images = last.get("images_seen"), config.get("num_images")
+        # Epochs trained, not the index of the last one begun (a budget stops mid-epoch).
+        facts.append(("epochs", f"{seen / images:.1f}" if seen and images
+                      else str(last.get("epoch", 0) + 1)))
         facts.append(("images seen", f"{last.get('images_seen', 0):,}"))
         facts.append(("wall clock", f"{last.get('elapsed', 0) / 60:.1f} min"))
         rates = [r["images_per_sec"] for r in records if r.get("images_per_sec")]
