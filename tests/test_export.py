@@ -68,6 +68,8 @@ def test_onnx_matches_pytorch_at_two_batch_sizes(tmp_path, fmnist_small, name, s
     model = run / "export" / "model.onnx"
     assert model.is_file() and (run / "export" / "export.json").is_file()
     assert result["parity"]["passed"] and result["parity"]["max"] <= 1e-4
+    spec = json.loads((run / "export" / "export.json").read_text())
+    assert ("zero mean and unit variance" in json.dumps(spec)) == bool(options.get("standardize"))
     assert set(result["latency_ms_per_image"]["onnxruntime"]) == {"1", "4"}
     # Independent check with a fresh session: batch sizes the export never traced.
     backbone = load_backbone(run)

@@ -228,6 +228,9 @@ def export_onnx(
                          f"{cfg.image_size} px, (x - mean) / std" if preprocessing else
                          "none: feed normalised float input",
     }
+    if cfg.standardize:
+        spec["preprocessing"] += "; then, inside the graph, each image to zero mean and unit " \
+                                 "variance (the backbone's standardize option)"
     _label(model_path, {"selfsight_run": str(run), **spec})
     result: dict[str, Any] = {
         "run": str(run), "model": str(model_path), "backbone": cfg.name, "opset": opset,
