@@ -48,7 +48,8 @@ CAPTIONS = {
                  "features group by something other than the class.",
     "label_efficiency": "Test accuracy as the fraction of labelled training images grows (log "
                         "scale): mean over seeds, shaded ± one standard deviation. Points above "
-                        "the dashed line beat a network trained from scratch on all the labels. "
+                        "the dashed line beat the network trained from scratch with the largest "
+                        "fraction run (normally all the labels). "
                         "Dashed curves, where present: each fine-tuned model distilled into a "
                         "student on the unlabelled training images (SimCLRv2's third step).",
     "confusion": "Row = true class, column = predicted class (kNN, k=20); each row sums to 100%. "

@@ -299,7 +299,8 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
     up_to = "up to " if result.get("savings_upper_bound") else ""
     ax.set_title(f"Same accuracy with {up_to}{factor:.3g}\u00d7 fewer labels" if factor
                  else "Accuracy against labels used")
-    if len(result["mean"]) > 3:  # distilled arms too: the legend goes under the axes
+    # Distilled arms too, or one fraction (every point in one column): legend under the axes.
+    if len(result["mean"]) > 3 or len(fractions) == 1:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2,
                    fontsize=9)
     else:
