@@ -63,7 +63,7 @@ def knn_robustness(backbone: Backbone, train_f: torch.Tensor, y_train: torch.Ten
                    test: ImageSet, device: torch.device) -> dict:
     """kNN (k=20, T=0.1, the clean training features as the bank) on clean and corrupted test
     images: what a deployed model meets when the camera, light or exposure changes."""
-    classes = int(max(int(y_train.max()), int(test.labels.max()))) + 1
+    classes = max(int(y_train.max()), int(test.labels.max())) + 1
 
     def classify(images: np.ndarray) -> np.ndarray:
         feats = extract_features(backbone, images, device=device, progress=False)
