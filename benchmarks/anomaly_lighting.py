@@ -10,7 +10,8 @@ classes, all under the same lighting) and the share of normal test images flagge
 threshold calibrated on clean normal images. Each backbone runs as trained and, where it was
 trained without it, with ``standardize`` switched on (same weights).
 
-    python benchmarks/anomaly_lighting.py --run benchmarks/results/evaluate_fashion_mnist/simclr_rerun/selfsight
+    python benchmarks/anomaly_lighting.py --severity 3 \
+        --run benchmarks/results/evaluate_fashion_mnist/simclr_rerun/selfsight
 """
 
 from __future__ import annotations
