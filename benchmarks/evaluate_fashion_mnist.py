@@ -63,17 +63,6 @@ def main() -> None:
     (out / "result.json").write_text(json.dumps(report, indent=2))
     print(summary_table(result))
     print(label_efficiency_table(result["label_efficiency"]))
-    if args.label_only:
-        print(f"written to {out / 'result.json'} and {args.run}/eval/")
-        return
-    c = result["clustering"]
-    print(f"k-means, mean of {len(c['seeds'])} seeds: accuracy {c['accuracy']:.4f} "
-          f"± {c['std']['accuracy']:.4f}, NMI {c['nmi']:.4f}, ARI {c['ari']:.4f} "
-          f"(raw pixels {c['pixels']['accuracy']:.4f}); per seed "
-          + ", ".join(f"{r['accuracy']:.4f}" for r in c["per_seed"]))
-    for shot in result["few_shot"]:
-        print(f"few-shot {shot['n_way']}-way {shot['k_shot']}-shot: {shot['mean']:.4f} "
-              f"± {shot['ci95']:.4f}")
     print(f"written to {out / 'result.json'} and {args.run}/eval/")
 
 

@@ -72,6 +72,13 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
                  "--min-steps", "2", "--distill-epochs", "1"]) == 0
     result = json.loads((run / "eval" / "images.json").read_text())
     assert result["train_images"] == 80 and result["test_images"] == 80
+    printed = capsys.readouterr().out  # the full evaluation, summed up in the terminal
+    c, r = result["clustering"], result["robustness"]
+    assert f"k-means (3 seeds): accuracy {c['accuracy']:.4f} ± {c['std']['accuracy']:.4f}" \
+        in printed
+    assert ("few-shot:" in printed) == bool(result["few_shot"])  # 2 classes: no 5-way episodes
+    worst = min(accs[-1] for accs in r["corruptions"].values())
+    assert f"clean {r['clean']:.4f}" in printed and f"severity 5 {worst:.4f}" in printed
     assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
     # The full suite: every section the report draws, on the same 80 test images.
     assert result["clustering"]["items"] == 160 and result["clustering"]["n_clusters"] == 2
@@ -100,8 +107,7 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     # Distilled arms only where some images are unlabelled.
     for arm in ("pretrained_distilled", "scratch_distilled"):
         assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}
-    out = capsys.readouterr().out
-    assert "savings factor" in out and "scratch_distilled" in out and "scratch steps" in out
+    assert all(s in printed for s in ("savings factor", "scratch_distilled", "scratch steps"))
     # Drift between two folders in this run's feature space: dark vs bright images differ.
     assert main(["drift", str(run), str(data / "test" / "dark"), str(data / "test" / "bright"),
                  "--permutations", "50", "--no-progress"]) == 0

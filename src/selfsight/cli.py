@@ -311,7 +311,30 @@ def summary_table(result: dict[str, Any]) -> str:
     if "pixels_knn_k200" in result:
         rows.append(f"{'raw pixels':<12}{cell('pixels_knn_k20'):>10}"
                     f"{cell('pixels_knn_k200'):>11}{'-':>9}")
-    return "\n".join(rows)
+    return "\n".join(rows + full_summary(result))
+
+
+def full_summary(result: dict[str, Any]) -> list[str]:
+    """One line each for the full evaluation's clustering, few-shot and robustness sections."""
+    lines = []
+    if c := result.get("clustering"):
+        pixels = c.get("pixels", {}).get("accuracy")
+        lines.append(f"k-means ({len(c.get('seeds', [0]))} seeds): accuracy {c['accuracy']:.4f} "
+                     f"± {c.get('std', {}).get('accuracy', 0):.4f}, NMI {c['nmi']:.4f}, "
+                     f"ARI {c['ari']:.4f}"
+                     + ("" if pixels is None else f" (raw pixels {pixels:.4f})"))
+    if shots := result.get("few_shot"):
+        lines.append("few-shot: " + ", ".join(
+            f"{s['n_way']}-way {s['k_shot']}-shot {s['mean']:.4f} ± {s['ci95']:.4f}"
+            for s in shots))
+    if r := result.get("robustness"):
+        worst = [(accs[-1], name) for name, accs in r["corruptions"].items()]
+        accuracy, name = min(worst)
+        mean = sum(sum(accs) for accs in r["corruptions"].values()) / sum(
+            len(accs) for accs in r["corruptions"].values())
+        lines.append(f"corrupted test images: clean {r['clean']:.4f}, mean {mean:.4f}, worst "
+                     f"{name.replace('_', ' ')} at severity {r['severities'][-1]} {accuracy:.4f}")
+    return lines
 
 
 def run_list(args: argparse.Namespace) -> int:
