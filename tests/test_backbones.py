@@ -1,5 +1,5 @@
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pytest
 import torch
@@ -7,6 +7,7 @@ from torch import nn
 
 from selfsight.backbones import (
     ALIASES,
+    OPTIONS,
     Backbone,
     BackboneConfig,
     alias_of,
@@ -168,3 +169,9 @@ def test_standardize_makes_every_path_blind_to_brightness_and_contrast(name, opt
         # and what the stem sees is exactly each image at zero mean, unit variance
         ref = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
         torch.testing.assert_close(again(x), plain(ref), atol=1e-4, rtol=1e-4)
+
+
+def test_every_backbone_option_is_listed_with_its_meaning():
+    settable = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size",
+                                                          "model_kwargs"}
+    assert set(OPTIONS) == settable and all(OPTIONS.values())

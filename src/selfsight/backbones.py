@@ -114,6 +114,19 @@ def backbone_config(name: str, channels: int, image_size: int,
                           model_kwargs=timm_kwargs, **mine)
 
 
+# What --backbone-set sets besides timm's own keyword arguments (`selfsight list backbones`).
+OPTIONS = {
+    "small_stem": "true/false: the 3x3 stem without max-pool (default: on at 64 px or less)",
+    "stem_stride": "1 or 2: the small stem's stride",
+    "stem_width": "channels of the small stem (ResNets; default: the model's own)",
+    "patch_size": "ViT patch size (default: chosen from the image size)",
+    "mean": "per-channel input mean (default: ImageNet's; their average for one channel)",
+    "std": "per-channel input standard deviation",
+    "standardize": "true: each image to zero mean, unit variance before the stem, so global "
+                   "brightness and contrast changes do not move the features",
+}
+
+
 def list_backbones() -> dict[str, str]:
     return dict(RECOMMENDED)
 

@@ -345,7 +345,13 @@ def run_list(args: argparse.Namespace) -> int:
     for name, text in items.items():
         print(f"{name:<{width}}  {text}")
     if args.what == "backbones":
-        print("(any other timm model name works too)")
+        from selfsight.backbones import OPTIONS
+
+        print("(any other timm model name works too)\n\noptions (--backbone-set key=value; any "
+              "other key goes to timm's create_model):")
+        width = max(map(len, OPTIONS))
+        for key, text in OPTIONS.items():
+            print(f"  {key:<{width}}  {text}")
     return 0
 
 
