@@ -282,6 +282,8 @@ def label_efficiency_curve(result: dict[str, Any]) -> Figure:
         ax.plot(fractions, mean, marker="s" if distilled else "o", lw=2, ms=6, color=colour,
                 ls="--" if distilled else "-", label=ARM_LABELS.get(arm, arm))
         ax.fill_between(fractions, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+        if len(fractions) == 1:  # a band one point wide is invisible: draw the spread as a bar
+            ax.errorbar(fractions, mean, yerr=std, color=colour, capsize=4, lw=1.5)
     most = int(np.argmax(fractions))  # the scratch reference: all labels, or the most run
     full = result["mean"].get("scratch", {}).get(keys[most])
     if full is not None:
