@@ -175,3 +175,13 @@ def test_every_backbone_option_is_listed_with_its_meaning():
     settable = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size",
                                                           "model_kwargs"}
     assert set(OPTIONS) == settable and all(OPTIONS.values())
+
+
+def test_a_standardize_that_is_not_a_boolean_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="standardize must be true or false, got 'yes'"):
+        backbone_config("resnet18", 1, 20, {"standardize": "yes"})
+    Backbone(BackboneConfig("resnet18", in_chans=1, image_size=20)).save(tmp_path)
+    config = json.loads((tmp_path / "backbone.json").read_text())
+    (tmp_path / "backbone.json").write_text(json.dumps({**config, "standardize": 1}))
+    with pytest.raises(ValueError, match=r"backbone\.json: standardize must be true or false"):
+        load_backbone(tmp_path)

@@ -92,6 +92,10 @@ class BackboneConfig:
     # a global brightness or contrast change (lighting, exposure) cannot move.
     standardize: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.standardize, bool):  # "yes" would silently switch it on
+            raise ValueError(f"standardize must be true or false, got {self.standardize!r}")
+
     @property
     def is_vit(self) -> bool:
         return is_vit_name(self.name)
@@ -304,6 +308,10 @@ def load_backbone(directory: str | Path) -> Backbone:
     if unknown:
         raise ValueError(f"{config_file}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
     raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
-    backbone = Backbone(BackboneConfig(**raw))
+    try:
+        config = BackboneConfig(**raw)
+    except ValueError as error:
+        raise ValueError(f"{config_file}: {error}") from None
+    backbone = Backbone(config)
     backbone.load_state_dict(load_file(str(weights_file)))
     return backbone.eval()
