@@ -52,7 +52,6 @@ def main() -> None:
                          "clean": result["clean"],
                          "mean_per_corruption": {n: round(float(np.mean(a)), 4)
                                                  for n, a in corrupted.items()},
-                         "mean_corrupted": round(float(np.mean(list(corrupted.values()))), 4),
                          **result})
             r = rows[-1]
             print(f"{run} [{'trained with' if cfg.standardize else 'trained without'}; {arm}]: "

@@ -330,9 +330,8 @@ def full_summary(result: dict[str, Any]) -> list[str]:
     if r := result.get("robustness"):
         worst = [(accs[-1], name) for name, accs in r["corruptions"].items()]
         accuracy, name = min(worst)
-        mean = sum(sum(accs) for accs in r["corruptions"].values()) / sum(
-            len(accs) for accs in r["corruptions"].values())
-        lines.append(f"corrupted test images: clean {r['clean']:.4f}, mean {mean:.4f}, worst "
+        lines.append(f"corrupted test images: clean {r['clean']:.4f}, mean "
+                     f"{r['mean_corrupted']:.4f}, worst "
                      f"{name.replace('_', ' ')} at severity {r['severities'][-1]} {accuracy:.4f}")
     return lines
 

@@ -55,5 +55,6 @@ def corruption_accuracy(
     def acc(x: np.ndarray) -> float:
         return round(float((classify(x) == labels).mean()), 4)
 
-    return {"clean": acc(images), "severities": list(severities),
-            "corruptions": {n: [acc(corrupt(images, n, s)) for s in severities] for n in names}}
+    corruptions = {n: [acc(corrupt(images, n, s)) for s in severities] for n in names}
+    return {"clean": acc(images), "severities": list(severities), "corruptions": corruptions,
+            "mean_corrupted": round(float(np.mean(list(corruptions.values()))), 4)}
