@@ -21,8 +21,12 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.cli import add_step_ladder, label_efficiency_table, summary_table
-from selfsight.eval.label_efficiency import FinetuneRecipe
+from selfsight.cli import (
+    add_finetune_recipe,
+    finetune_recipe,
+    label_efficiency_table,
+    summary_table,
+)
 
 
 def parse() -> argparse.Namespace:
@@ -30,12 +34,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--run", default="benchmarks/results/simclr_30min/selfsight")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--finetune-epochs", type=float, default=2.0)
-    p.add_argument("--min-steps", type=int, default=200)
-    p.add_argument("--lr", type=float, default=1e-3)
-    add_step_ladder(p)
-    p.add_argument("--distill-epochs", type=float, default=0.0,
-                   help="SimCLRv2 distillation arms: epochs over the unlabelled images")
+    add_finetune_recipe(p)
     p.add_argument("--label-only", action="store_true",
                    help="the label-efficiency study alone (no probes, clustering, robustness)")
     p.add_argument("--out", default="benchmarks/results/evaluate_fashion_mnist")
@@ -49,10 +48,7 @@ def main() -> None:
     result = selfsight.evaluate(
         args.run, full=not args.label_only, label_fractions=tuple(args.fractions),
         seeds=tuple(range(args.seeds)),
-        recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
-                              lr=args.lr, step_ladder=tuple(args.step_ladder),
-                              validation_fraction=args.validation_fraction,
-                              distill_epochs=args.distill_epochs),
+        recipe=finetune_recipe(args),
         device=device)
     report = {"command": " ".join(sys.argv), "device": device, "torch": str(torch.__version__),
               "cpu": platform.processor() or platform.machine(),

@@ -70,7 +70,7 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     assert skipped["count"] == 1 and "broken.jpg" in skipped["files"][0]["file"]
     assert main(["evaluate", str(run), "--data", str(data), "--no-progress",
                  "--label-fractions", "0.1", "1.0", "--seeds", "2", "--finetune-epochs", "1",
-                 "--min-steps", "2", "--distill-epochs", "1"]) == 0
+                 "--min-steps", "2", "--distill-epochs", "1", "--validation-folds", "2"]) == 0
     result = json.loads((run / "eval" / "images.json").read_text())
     assert result["train_images"] == 80 and result["test_images"] == 80
     printed = capsys.readouterr().out  # the full evaluation, summed up in the terminal
@@ -93,10 +93,12 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     study = json.loads((run / "eval" / "images_label_efficiency.json").read_text())
     for arm in ("pretrained", "scratch", "linear"):
         assert [len(study["arms"][arm][f]) for f in ("0.1", "1.0")] == [2, 2]
-    # Each arm's steps chosen on a hold-out of its labels, from the ladder's rungs (base 2).
+    # Each arm's steps chosen by 2-fold cross-validation on its labels (every labelled image
+    # validated once), from the ladder's rungs (base 2).
     for arm in ("pretrained", "scratch"):
-        for f in ("0.1", "1.0"):
+        for f, labelled in (("0.1", 8), ("1.0", 80)):
             budget = study["budgets"][arm][f]
+            assert budget["folds"] == 2 and budget["held_out"] == labelled
             assert str(budget["steps"]) in budget["validation"]
             assert set(budget["validation"]) <= {"2", "4", "8", "16"}
             assert budget["validation"][str(budget["steps"])] == max(

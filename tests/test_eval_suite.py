@@ -16,6 +16,7 @@ from selfsight.eval.label_efficiency import (
     choose_steps,
     savings_factor,
     stratified_subset,
+    validation_splits,
 )
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import SEVERITIES, corrupt
@@ -151,8 +152,27 @@ def test_choose_steps_climbs_until_longer_training_stops_helping():
     assert choose_steps([100, 200, 400], lambda n: n / 1000) == (400, {100: .1, 200: .2, 400: .4})
 
 
+def test_validation_splits_hold_out_once_or_every_image_once_per_fold():
+    labels = np.repeat(np.arange(3), [10, 20, 30])
+    (kept, held), = validation_splits(labels, FinetuneRecipe(validation_fraction=0.2), seed=0)
+    assert np.array_equal(np.bincount(labels[held]), [2, 4, 6])
+    assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(60))
+    splits = validation_splits(labels, FinetuneRecipe(validation_folds=5), seed=0)
+    assert len(splits) == 5
+    held_all = np.concatenate([held for _, held in splits])
+    assert np.array_equal(np.sort(held_all), np.arange(60))  # each image validated exactly once
+    for kept, held in splits:
+        assert np.array_equal(np.bincount(labels[held]), [2, 4, 6])  # stratified
+        assert not set(kept) & set(held) and len(kept) + len(held) == 60
+    other = validation_splits(labels, FinetuneRecipe(validation_folds=5), seed=1)
+    assert not np.array_equal(other[0][1], splits[0][1])  # the seed draws the folds
+    with pytest.raises(ValueError, match="smallest class has 10"):
+        validation_splits(labels, FinetuneRecipe(validation_folds=11), seed=0)
+
+
 @pytest.mark.parametrize("bad", [{"step_ladder": ()}, {"step_ladder": (1, 0)},
-                                 {"validation_fraction": 1.0}])
+                                 {"validation_fraction": 1.0}, {"validation_folds": 0},
+                                 {"validation_folds": 2.5}])
 def test_recipe_rejects_a_ladder_or_hold_out_it_cannot_use(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         FinetuneRecipe(**bad)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command runs
+    from selfsight.eval.label_efficiency import FinetuneRecipe
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
@@ -71,26 +74,40 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--label-fractions", type=float, nargs="+", default=None, metavar="F",
                    help="label-efficiency A/B: fine-tune vs scratch on these label fractions")
     e.add_argument("--seeds", type=int, default=3, help="seeds per label fraction")
-    e.add_argument("--finetune-epochs", type=float, default=2.0,
-                   help="fine-tuning epochs (both arms); small subsets get --min-steps")
-    e.add_argument("--min-steps", type=int, default=200)
-    add_step_ladder(e)
-    e.add_argument("--distill-epochs", type=float, default=0.0,
-                   help="also distil each fine-tuned arm into a student on the unlabelled "
-                        "training images for this many epochs (SimCLRv2's third step)")
+    add_finetune_recipe(e)
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(handler=run_evaluate)
 
 
-def add_step_ladder(parser: argparse.ArgumentParser) -> None:
-    """The validated fine-tuning budget of the label-efficiency A/B (shared with the
-    benchmark script)."""
+def add_finetune_recipe(parser: argparse.ArgumentParser) -> None:
+    """The fine-tuning recipe of the label-efficiency A/B, both arms (shared with the
+    benchmark script; :func:`finetune_recipe` turns the parsed flags into the recipe)."""
+    parser.add_argument("--finetune-epochs", type=float, default=2.0,
+                        help="fine-tuning epochs (both arms); small subsets get --min-steps")
+    parser.add_argument("--min-steps", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--step-ladder", type=float, nargs="+", default=[1, 2, 4, 8],
                         metavar="M", help="multiples of the base steps each arm chooses from on "
                                           "a validation hold-out of its labels; 1 alone: fixed")
     parser.add_argument("--validation-fraction", type=float, default=0.2,
                         help="share of each labelled subset held out to choose the steps")
+    parser.add_argument("--validation-folds", type=int, default=1,
+                        help="choose the steps by k-fold cross-validation instead (every "
+                             "labelled image validated once; k times the cost of the ladder)")
+    parser.add_argument("--distill-epochs", type=float, default=0.0,
+                        help="also distil each fine-tuned arm into a student on the unlabelled "
+                             "training images for this many epochs (SimCLRv2's third step)")
+
+
+def finetune_recipe(args: argparse.Namespace) -> FinetuneRecipe:
+    from selfsight.eval.label_efficiency import FinetuneRecipe
+
+    return FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps, lr=args.lr,
+                          step_ladder=tuple(args.step_ladder),
+                          validation_fraction=args.validation_fraction,
+                          validation_folds=args.validation_folds,
+                          distill_epochs=args.distill_epochs)
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -379,15 +396,11 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import selfsight
-    from selfsight.eval.label_efficiency import FinetuneRecipe
 
     result = selfsight.evaluate(
         args.run, args.data, labels=args.labels, linear=not args.no_linear, full=not args.quick,
         label_fractions=args.label_fractions, seeds=tuple(range(args.seeds)),
-        recipe=FinetuneRecipe(epochs=args.finetune_epochs, min_steps=args.min_steps,
-                              step_ladder=tuple(args.step_ladder),
-                              validation_fraction=args.validation_fraction,
-                              distill_epochs=args.distill_epochs),
+        recipe=finetune_recipe(args),
         device=args.device, progress=not args.no_progress)
     print(summary_table(result))
     if "label_efficiency" in result:

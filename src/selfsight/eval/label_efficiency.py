@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
@@ -37,7 +38,10 @@ class FinetuneRecipe:
     """One recipe for both arms. Base steps = max(min_steps, epochs * labelled images / batch):
     small subsets get more epochs. Each arm then trains for the multiple of the base in
     ``step_ladder`` that scores best on a stratified ``validation_fraction`` of its labelled
-    subset (:func:`choose_steps`); ``step_ladder=(1,)`` is the fixed budget."""
+    subset (:func:`choose_steps`), or, with ``validation_folds`` > 1, pooled over stratified
+    folds so that every labelled image is validated once (sturdier on small subsets: 120
+    held-out images at 1% of Fashion-MNIST make one image 0.8 points); ``step_ladder=(1,)`` is
+    the fixed budget."""
 
     epochs: float = 2.0
     min_steps: int = 200
@@ -46,6 +50,7 @@ class FinetuneRecipe:
     weight_decay: float = 0.05
     step_ladder: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     validation_fraction: float = 0.2
+    validation_folds: int = 1  # > 1: k-fold cross-validation instead of one hold-out
     distill_epochs: float = 0.0  # epochs over the unlabelled images; 0: no distillation arms
     temperature: float = 1.0
 
@@ -55,6 +60,9 @@ class FinetuneRecipe:
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1), got "
                              f"{self.validation_fraction}")
+        if not isinstance(self.validation_folds, int) or self.validation_folds < 1:
+            raise ValueError("validation_folds must be a whole number >= 1, got "
+                             f"{self.validation_folds!r}")
 
     def steps(self, images: int) -> int:
         return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
@@ -79,6 +87,24 @@ def choose_steps(candidates: list[int], score: Callable[[int], float]) -> tuple[
         elif steps != best:
             break
     return best, scores
+
+
+def validation_splits(labels: np.ndarray, recipe: FinetuneRecipe,
+                      seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) index pairs into ``labels`` for choosing the steps: one stratified
+    hold-out of ``recipe.validation_fraction``, or ``recipe.validation_folds`` stratified folds
+    (scikit-learn's ``StratifiedKFold``) that hold out every index exactly once."""
+    labels = np.asarray(labels)
+    folds = recipe.validation_folds
+    if folds == 1:
+        held = stratified_subset(labels, recipe.validation_fraction, seed)
+        return [(np.setdiff1d(np.arange(len(labels)), held), held)]
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    if smallest < folds:
+        raise ValueError(f"validation_folds={folds} needs at least {folds} labelled images of "
+                         f"every class; the smallest class has {smallest}")
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -153,22 +179,24 @@ def label_efficiency(
                                 None if teacher is None else train.images, recipe.temperature)
 
     def arm_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
-        """The ladder's one rung, or: train on the subset less a stratified hold-out for each
-        rung, score on the hold-out, keep the best rung."""
+        """The ladder's one rung, or: for each rung, train on the subset less each validation
+        split's held-out part, score on it (pooled over the folds), keep the best rung."""
         base = recipe.steps(len(labels))
         candidates = sorted({max(1, round(m * base)) for m in recipe.step_ladder})
         if len(candidates) == 1:
             return {"steps": candidates[0]}
-        held = stratified_subset(labels, recipe.validation_fraction, seed)
-        kept = np.setdiff1d(np.arange(len(labels)), held)
+        splits = validation_splits(labels, recipe, seed)
 
         def score(steps: int) -> float:
-            model = fit(start, images[kept], labels[kept], seed, steps)
-            return accuracy(model, images[held], labels[held], device)
+            correct = 0.0
+            for kept, held in splits:
+                model = fit(start, images[kept], labels[kept], seed, steps)
+                correct += accuracy(model, images[held], labels[held], device) * len(held)
+            return correct / sum(len(held) for _, held in splits)
 
         steps, scores = choose_steps(candidates, score)
         chosen = {"steps": steps, "validation": {str(n): round(a, 4) for n, a in scores.items()},
-                  "held_out": len(held)}
+                  "held_out": sum(len(held) for _, held in splits), "folds": len(splits)}
         if steps == candidates[-1]:
             chosen["note"] = "the top rung won: this arm may still gain from a longer ladder"
         return chosen
@@ -220,8 +248,9 @@ def label_efficiency(
             "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
                        f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
                        "labelled images / batch), times the step_ladder rung that scores best on a "
-                       "stratified validation_fraction hold-out of the first seed's subset, per "
-                       "arm and fraction (budgets); distilled arms (if distill_epochs > 0): a "
+                       "stratified validation_fraction hold-out of the first seed's subset (or "
+                       "pooled over validation_folds stratified folds when > 1), per arm and "
+                       "fraction (budgets); distilled arms (if distill_epochs > 0): a "
                        "student from the arm's starting weights learns the labels plus the "
                        "fine-tuned arm's soft predictions (temperature) on all training images, "
                        "max(steps, distill_epochs x training images / batch) steps; linear: "
