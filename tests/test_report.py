@@ -14,7 +14,7 @@ from PIL import Image
 import selfsight
 from selfsight.cli import main
 from selfsight.eval.label_efficiency import FinetuneRecipe
-from selfsight.reports import distinct_pairs, figures, report, run_facts
+from selfsight.reports import detail_rows, distinct_pairs, figures, report, run_facts
 from selfsight.reports.html import data_uri
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -182,3 +182,16 @@ def test_epochs_fact_counts_images_seen_not_the_last_epoch_begun():
     records = [{"step": 2197, "epoch": 9, "images_seen": 562432, "elapsed": 600.0}]
     assert dict(run_facts(config, records))["epochs"] == "9.4"
     assert dict(run_facts({}, records))["epochs"] == "10"  # images unknown: epochs begun
+
+
+@pytest.mark.parametrize("budget, says", [
+    ({"steps": 200}, "200$"),
+    ({"steps": 200, "validation": {"200": 0.8}, "held_out": 120},
+     "200 \\(chosen on a validation hold-out of the labels\\)"),
+    ({"steps": 200, "validation": {"200": 0.8}, "held_out": 600, "folds": 5},
+     "200 \\(chosen by 5-fold cross-validation on the labels\\)")])
+def test_details_say_how_the_fine_tuning_steps_were_chosen(budget, says):
+    study = {"recipe": "r", "seeds": [0], "budgets": {"scratch": {"0.01": budget}},
+             "savings_factor": 2.0}
+    rows = dict(detail_rows({}, study))
+    assert re.fullmatch("1%: " + says, rows["scratch fine-tuning steps"])

@@ -421,8 +421,10 @@ def detail_rows(result: dict[str, Any],
         rows.append(("label efficiency", f"{efficiency.get('recipe', '')}; seeds "
                                          f"{efficiency.get('seeds')}"))
         for arm, chosen in efficiency.get("budgets", {}).items():
-            how = (" (chosen on a validation hold-out of the labels)"
-                   if any("validation" in b for b in chosen.values()) else "")
+            folds = max((b.get("folds", 1) for b in chosen.values() if "validation" in b),
+                        default=0)
+            how = {0: "", 1: " (chosen on a validation hold-out of the labels)"}.get(
+                folds, f" (chosen by {folds}-fold cross-validation on the labels)")
             rows.append((f"{arm} fine-tuning steps", ", ".join(
                 f"{float(f):.0%}: {b['steps']}" for f, b in chosen.items()) + how))
         if not efficiency.get("savings_factor") and efficiency.get("savings_note"):
