@@ -67,6 +67,16 @@ class FinetuneRecipe:
     def steps(self, images: int) -> int:
         return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
 
+    def train(self, start: Backbone, images: np.ndarray, labels: np.ndarray, classes: int,
+              steps: int, seed: int = 0, device: str | torch.device = "cpu",
+              progress: bool = True, teacher: Classifier | None = None,
+              unlabeled: np.ndarray | None = None) -> Classifier:
+        """:func:`train_classifier` with this recipe's batch, learning rate, weight decay and
+        distillation temperature."""
+        return train_classifier(start, images, labels, classes, steps, self.batch_size, self.lr,
+                                self.weight_decay, seed, device, progress, teacher, unlabeled,
+                                self.temperature)
+
     def distill_steps(self, steps: int, unlabelled: int) -> int:
         """Enough steps for ``distill_epochs`` over the unlabelled images, and never fewer than
         the fine-tuning itself (``steps``)."""
@@ -105,6 +115,35 @@ def validation_splits(labels: np.ndarray, recipe: FinetuneRecipe,
                          f"every class; the smallest class has {smallest}")
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+def validated_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, classes: int,
+                    recipe: FinetuneRecipe, seed: int = 0,
+                    device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """How long to fine-tune ``start`` on (``images``, ``labels``): the ladder's one rung, or,
+    for each rung, training on every validation split's kept part and scoring on its held-out
+    part (pooled over folds), climbing while it improves (:func:`choose_steps`). Returns
+    ``steps`` and, when validated, the score of each rung tried."""
+    base = recipe.steps(len(labels))
+    candidates = sorted({max(1, round(m * base)) for m in recipe.step_ladder})
+    if len(candidates) == 1:
+        return {"steps": candidates[0]}
+    splits = validation_splits(labels, recipe, seed)
+
+    def score(steps: int) -> float:
+        correct = 0.0
+        for kept, held in splits:
+            model = recipe.train(start, images[kept], labels[kept], classes, steps, seed, device,
+                                 progress)
+            correct += accuracy(model, images[held], labels[held], torch.device(device)) * len(held)
+        return correct / sum(len(held) for _, held in splits)
+
+    steps, scores = choose_steps(candidates, score)
+    chosen = {"steps": steps, "validation": {str(n): round(a, 4) for n, a in scores.items()},
+              "held_out": sum(len(held) for _, held in splits), "folds": len(splits)}
+    if steps == candidates[-1]:
+        chosen["note"] = "the top rung won: this arm may still gain from a longer ladder"
+    return chosen
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -174,32 +213,8 @@ def label_efficiency(
 
     def fit(start: Backbone, images: np.ndarray, labels: np.ndarray, seed: int, steps: int,
             teacher: Classifier | None = None) -> Classifier:
-        return train_classifier(start, images, labels, classes, steps, recipe.batch_size,
-                                recipe.lr, recipe.weight_decay, seed, device, progress, teacher,
-                                None if teacher is None else train.images, recipe.temperature)
-
-    def arm_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
-        """The ladder's one rung, or: for each rung, train on the subset less each validation
-        split's held-out part, score on it (pooled over the folds), keep the best rung."""
-        base = recipe.steps(len(labels))
-        candidates = sorted({max(1, round(m * base)) for m in recipe.step_ladder})
-        if len(candidates) == 1:
-            return {"steps": candidates[0]}
-        splits = validation_splits(labels, recipe, seed)
-
-        def score(steps: int) -> float:
-            correct = 0.0
-            for kept, held in splits:
-                model = fit(start, images[kept], labels[kept], seed, steps)
-                correct += accuracy(model, images[held], labels[held], device) * len(held)
-            return correct / sum(len(held) for _, held in splits)
-
-        steps, scores = choose_steps(candidates, score)
-        chosen = {"steps": steps, "validation": {str(n): round(a, 4) for n, a in scores.items()},
-                  "held_out": sum(len(held) for _, held in splits), "folds": len(splits)}
-        if steps == candidates[-1]:
-            chosen["note"] = "the top rung won: this arm may still gain from a longer ladder"
-        return chosen
+        return recipe.train(start, images, labels, classes, steps, seed, device, progress,
+                            teacher, None if teacher is None else train.images)
 
     budgets: dict[str, dict[str, dict]] = {"pretrained": {}, "scratch": {}}
     for fraction in fractions:
@@ -211,7 +226,8 @@ def label_efficiency(
             scratch = Backbone(backbone.config)
             for arm, start in (("pretrained", backbone), ("scratch", scratch)):
                 if key not in budgets[arm]:
-                    budgets[arm][key] = arm_steps(start, images, labels, seed)
+                    budgets[arm][key] = validated_steps(start, images, labels, classes, recipe,
+                                                        seed, device, progress)
                     if progress and "validation" in budgets[arm][key]:
                         b = budgets[arm][key]
                         tqdm.write(f"{fraction:g} of the labels, {arm}: validation accuracy by "
