@@ -3,6 +3,7 @@
 from selfsight.anomaly import anomaly_fit, anomaly_score
 from selfsight.api import drift, evaluate, pretrain
 from selfsight.backbones import Backbone, BackboneConfig, list_backbones, load_backbone
+from selfsight.classify import finetune, load_classifier, predict
 from selfsight.distill import distill
 from selfsight.export import embed, export_onnx
 from selfsight.methods import list_methods
@@ -15,4 +16,5 @@ __all__ = ["Backbone", "BackboneConfig", "anomaly_fit", "anomaly_score", "drift"
 __all__ += ["distill", "embed", "export_onnx"]  # deployment
 __all__ += ["report"]
 __all__ += ["segment"]  # instance masks without labels
+__all__ += ["finetune", "load_classifier", "predict"]  # a classifier for your labels
 __version__ = "0.1.0"

@@ -200,6 +200,62 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_finetune(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("finetune", help="a classifier for your labels: fine-tune a run's backbone")
+    f.add_argument("run", help="run folder with backbone.safetensors")
+    f.add_argument("--data", default="fashion-mnist",
+                   help="'fashion-mnist' or a labelled folder (class sub-folders, or --labels)")
+    f.add_argument("--labels", default=None, help="CSV of file,label")
+    f.add_argument("--out", default=None, help="classifier folder (default RUN/classifier)")
+    f.add_argument("--fraction", type=float, default=1.0,
+                   help="keep this stratified share of the labelled training images")
+    f.add_argument("--seed", type=int, default=0)
+    add_finetune_recipe(f)
+    f.add_argument("--device", default=None)
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(handler=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    import selfsight
+
+    meta = selfsight.finetune(args.run, args.data, labels=args.labels, out=args.out,
+                              fraction=args.fraction, seed=args.seed,
+                              recipe=finetune_recipe(args), device=args.device,
+                              progress=not args.no_progress)
+    steps = meta["steps"]
+    how = (f"chosen on {steps['held_out']} held-out labels over {steps['folds']} fold(s), "
+           f"validation accuracy by steps {steps['validation']}" if "validation" in steps
+           else "fixed")
+    print(f"{meta['labelled_images']} labelled images, {steps['steps']} steps ({how})")
+    print(f"test top-1 {meta['test_top1']:.4f} on {meta['test_images']} images; per class: "
+          + ", ".join(f"{c} {a:.2f}" for c, a in zip(meta["per_class"]["classes"],
+                                                      meta["per_class"]["accuracy"])))
+    print(f"classifier: {args.out or f'{args.run}/classifier'}")
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label images with a classifier from `selfsight finetune`")
+    p.add_argument("classifier", help="classifier folder (RUN/classifier)")
+    p.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
+    p.add_argument("--out", required=True, help="CSV: file, label, confidence, per-class")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import selfsight
+
+    summary = selfsight.predict(args.classifier, args.images, args.out, device=args.device,
+                                progress=not args.no_progress)
+    print(f"{summary['count']} images labelled, {summary['skipped_count']} unreadable skipped: "
+          + ", ".join(f"{c} {n}" for c, n in summary["counts"].items()))
+    print(f"written: {summary['out']} (+ {summary['out']}.json)")
+    return 0
+
+
 def add_distill(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("distill", help="distil a run's backbone into a small fast student")
     d.add_argument("run", help="teacher run folder with backbone.safetensors")
@@ -307,6 +363,7 @@ COMMANDS = [add_pretrain, add_evaluate, add_drift, add_list, add_anomaly, add_ex
             add_distill]
 COMMANDS.append(add_report)
 COMMANDS.append(add_segment)
+COMMANDS += [add_finetune, add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ __all__ = [
     "ImageSet",
     "from_arrays",
     "load_eval_sets",
+    "load_every_image",
     "load_fashion_mnist",
     "load_folder",
     "load_images",
@@ -74,6 +75,15 @@ def load_images(
             labels=_csv_path(labels),
         )
     raise ValueError(f"cannot load images from {_describe(data)}; accepted: {_ACCEPTED}")
+
+
+def load_every_image(data: Any, size: int, channels: int, progress: bool = True) -> ImageSet:
+    """Every readable image of ``data`` for inference: a folder whole (also when it has train/
+    and test/ sub-folders), decoded at ``size``; any other source as :func:`load_images`."""
+    if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
+        return load_folder(Path(data).expanduser(), size=size, channels=channels,
+                           progress=progress)
+    return load_images(data, split="train", size=size, channels=channels)
 
 
 def _folder_for_split(root: Path, split: str) -> Path:

@@ -51,6 +51,10 @@ class ImageSet:
             return 0
         return len(self.classes) if self.classes else int(self.labels.max()) + 1
 
+    def row_names(self) -> list[str]:
+        """File names in row order; images without files (arrays, IDX) are named by index."""
+        return list(self.files) if self.files else [f"{self.name}/{i}" for i in range(len(self))]
+
     def subset(self, index: np.ndarray) -> ImageSet:
         """Rows ``index`` (kept as a view where numpy allows)."""
         return ImageSet(

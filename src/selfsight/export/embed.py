@@ -10,16 +10,10 @@ from typing import Any
 import numpy as np
 
 from selfsight.backbones import load_backbone
-from selfsight.data import load_folder, load_images
+from selfsight.data import load_every_image
 from selfsight.eval.extract import extract_features
 
 FORMATS = (".npy", ".parquet")
-
-
-def _names(images: Any) -> list[str]:
-    """File names in row order; images without files (arrays, IDX) are named by their index."""
-    return list(images.files) if images.files else [f"{images.name}/{i}"
-                                                    for i in range(len(images))]
 
 
 def _require_pyarrow(path: Path) -> Any:
@@ -55,12 +49,8 @@ def embed(
         raise ValueError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")
     backbone = load_backbone(run)
     cfg = backbone.config
-    if isinstance(images, (str, Path)) and Path(images).expanduser().is_dir():
-        # Every image under the folder, also when it has train/ and test/ sub-folders.
-        data = load_folder(images, size=cfg.image_size, channels=cfg.in_chans, progress=progress)
-    else:
-        data = load_images(images, split="train", size=cfg.image_size, channels=cfg.in_chans)
-    names = _names(data)
+    data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
+    names = data.row_names()
     if out.suffix == ".parquet":
         _require_pyarrow(out)  # fail before the slow part
     features = extract_features(backbone, data.images, batch_size=batch_size, device=device,

@@ -6,7 +6,8 @@ decoder gives it: **uint8 images (B, H, W, C)**, channels last, at ``input_size`
 the run's training images, e.g. 28 for Fashion-MNIST). The graph scales to [0, 1], resizes to
 the backbone's image size with the same antialiased bilinear filter as evaluation (as two fixed
 matrix products, which ONNX can express exactly), normalises with the run's mean/std and returns
-the pooled features (B, D) float32, not L2-normalised (``embed`` and kNN normalise them). With
+the pooled features (B, D) float32, not L2-normalised (``embed`` and kNN normalise them); for
+a classifier folder from ``selfsight finetune`` it returns the class probabilities instead. With
 ``preprocessing=False`` the input is instead the normalised float32 tensor (B, C, S, S) that the
 backbone itself takes. The batch axis is dynamic.
 
@@ -33,7 +34,7 @@ from selfsight.data import ImageSet, load_images
 from selfsight.eval.extract import preprocess
 from selfsight.eval.timing import median_ms_per_image
 
-INPUT, OUTPUT = "images", "features"
+INPUT, OUTPUT, PROBABILITIES = "images", "features", "probabilities"
 TOLERANCE = 1e-4  # max |onnx - torch| in fp32
 PARITY_BATCHES = (1, 7, 32)
 DEFAULT_OPSET = 17
@@ -51,12 +52,14 @@ def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
 class DeployModel(nn.Module):
     """uint8 (B, H, W, C) at ``input_size`` -> pooled features (B, D): ``eval.extract.preprocess``
     written with export-friendly ops, then the backbone. ``preprocessing=False``: the backbone
-    alone, on normalised float (B, C, S, S)."""
+    alone, on normalised float (B, C, S, S). With a classifier ``head``: softmax probabilities
+    (B, classes) instead of the features."""
 
-    def __init__(self, backbone: Backbone, input_size: int, preprocessing: bool = True) -> None:
+    def __init__(self, backbone: Backbone, input_size: int, preprocessing: bool = True,
+                 head: nn.Linear | None = None) -> None:
         super().__init__()
         cfg = backbone.config
-        self.backbone, self.preprocessing = backbone, preprocessing
+        self.backbone, self.preprocessing, self.head = backbone, preprocessing, head
         self.resize = preprocessing and input_size != cfg.image_size
         if self.resize:
             self.register_buffer("rows", resize_matrix(input_size, cfg.image_size))  # (S, H)
@@ -70,7 +73,11 @@ class DeployModel(nn.Module):
             if self.resize:
                 x = torch.matmul(torch.matmul(self.rows, x), self.cols)  # (B, C, S, S)
             x = (x - self.mean) / self.std
-        return self.backbone(x)  # (B, D)
+        return self.outputs(self.backbone(x))
+
+    def outputs(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D) pooled features, or (B, classes) probabilities with a head."""
+        return features if self.head is None else self.head(features).softmax(1)
 
 
 def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
@@ -116,13 +123,14 @@ def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | 
 
 def _export(model: DeployModel, example: torch.Tensor, path: Path, opset: int,
             dynamo: bool) -> None:
+    output = OUTPUT if model.head is None else PROBABILITIES
     with warnings.catch_warnings():  # the deprecation notice and timm's tracer warnings
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(model, (example,), str(path), input_names=[INPUT],
-                          output_names=[OUTPUT], opset_version=opset, dynamo=dynamo,
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+                          output_names=[output], opset_version=opset, dynamo=dynamo,
+                          dynamic_axes={INPUT: {0: "batch"}, output: {0: "batch"}})
 
 
 def _label(model_path: Path, meta: dict[str, Any]) -> None:
@@ -159,7 +167,7 @@ def check_parity(model: DeployModel, session: Any, pixels: np.ndarray,
     diffs = {}
     for b in batch_sizes:
         x = torch.from_numpy(np.ascontiguousarray(pixels[:b]))  # (b, H, W, C) uint8
-        ref = model.backbone(preprocess(x.permute(0, 3, 1, 2), model.backbone))  # (b, D)
+        ref = model.outputs(model.backbone(preprocess(x.permute(0, 3, 1, 2), model.backbone)))
         got = session.run(None, {INPUT: _torch_input(model, pixels[:b]).numpy()})[0]
         if got.shape != tuple(ref.shape):
             raise ValueError(f"ONNX output {got.shape} for batch {b}, expected "
@@ -200,17 +208,30 @@ def export_onnx(
     threads: int | None = None,
     dynamo: bool = False,
 ) -> dict[str, Any]:
-    """Export ``run``'s backbone to ``OUT/model.onnx`` (default ``RUN/export/``) and write
+    """Export ``run``'s backbone (with its head and a softmax when ``run`` is a classifier folder
+    from ``selfsight finetune``) to ``OUT/model.onnx`` (default ``RUN/export/``) and write
     ``OUT/export.json``: input/output spec, parity (max |onnx - torch| per batch size on real
     images, must be <= 1e-4) and CPU latency per image (onnxruntime vs PyTorch, median after
     warm-up). ``images`` (any ``load_images`` source) default to the run's training data."""
     run = Path(run)
-    backbone = load_backbone(run).float().cpu().eval()
+    head, classes = None, None
+    if (run / "head.safetensors").is_file():
+        from selfsight.classify import load_classifier  # classify imports this module
+
+        classifier, meta = load_classifier(run)
+        backbone, head, classes = classifier.backbone, classifier.head, meta["classes"]
+        head = head.float().cpu().eval()
+        if images is None and isinstance(meta.get("data"), str) and (
+                meta["data"].startswith("fashion-mnist") or Path(meta["data"]).is_dir()):
+            images = meta["data"]  # the labelled images it was fine-tuned on, for parity
+    else:
+        backbone = load_backbone(run)
+    backbone = backbone.float().cpu().eval()
     cfg = backbone.config
     count = max((*batch_sizes, 1)) if check else 1
     pixels, source = parity_inputs(backbone, run, images, input_size, max(count, 32))
     size = pixels.shape[1]
-    model = DeployModel(backbone, size, preprocessing).eval()
+    model = DeployModel(backbone, size, preprocessing, head).eval()
     out_dir = Path(out) if out is not None else run / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.onnx"
@@ -223,7 +244,9 @@ def export_onnx(
                      "batch", cfg.in_chans, cfg.image_size, cfg.image_size],
                   "normalisation": {"mean": list(cfg.mean), "std": list(cfg.std)}},
         "output": {"name": OUTPUT, "dtype": "float32", "shape": ["batch", backbone.dim],
-                   "note": "pooled backbone features, not L2-normalised"},
+                   "note": "pooled backbone features, not L2-normalised"} if head is None else
+                  {"name": PROBABILITIES, "dtype": "float32", "shape": ["batch", len(classes)],
+                   "note": "softmax probabilities, one column per class", "classes": classes},
         "preprocessing": "inside the graph: /255, antialiased bilinear resize to "
                          f"{cfg.image_size} px, (x - mean) / std" if preprocessing else
                          "none: feed normalised float input",

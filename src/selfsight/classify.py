@@ -1,0 +1,155 @@
+"""A classifier for your own labels: the pretrained backbone fine-tuned end to end with a linear
+head on a labelled set, its training length chosen on the labels themselves (the validated step
+ladder of the label-efficiency A/B, :func:`~selfsight.eval.label_efficiency.validated_steps`),
+saved without pickle, and applied to new images.
+
+The folder it writes holds ``backbone.safetensors`` + ``backbone.json`` (the fine-tuned
+backbone: ``embed``, ``export`` and ``anomaly`` take it like any run), ``head.safetensors``
+(the linear layer) and ``classifier.json`` (class names, recipe, the steps chosen and the test
+accuracy)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from selfsight.backbones import load_backbone
+from selfsight.data import load_eval_sets, load_every_image
+from selfsight.eval.drift import per_class
+from selfsight.eval.extract import autocast, default_device, preprocess
+from selfsight.eval.finetune import Classifier
+from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
+from selfsight.export.onnx import run_images
+
+HEAD, META = "head.safetensors", "classifier.json"
+
+
+def finetune(
+    run: str | Path,
+    data: Any = "fashion-mnist",
+    labels: str | Path | None = None,
+    out: str | Path | None = None,
+    fraction: float = 1.0,
+    seed: int = 0,
+    recipe: FinetuneRecipe | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``run``'s backbone on the labelled training images of ``data`` (class
+    sub-folders, a CSV of file,label, or Fashion-MNIST; ``fraction`` < 1 keeps a stratified,
+    seeded share of them) and save the classifier to ``out`` (default ``RUN/classifier``).
+    Test accuracy, per class and overall, comes from the test split (a folder without train/
+    and test/ holds out 20%). With ``recipe.distill_epochs`` > 0 the fine-tuned model then
+    teaches a student on the run's own unlabelled training images (SimCLRv2's third step).
+    Returns what ``classifier.json`` records."""
+    run = Path(run)
+    recipe = recipe or FinetuneRecipe()
+    device = torch.device(device or default_device())
+    backbone = load_backbone(run)
+    cfg = backbone.config
+    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
+    if fraction < 1:
+        train = train.subset(stratified_subset(train.labels, fraction, seed))
+    num_classes = max(train.num_classes, int(test.labels.max()) + 1)
+    names = train.classes or [str(i) for i in range(num_classes)]
+    chosen = validated_steps(backbone, train.images, train.labels, num_classes, recipe, seed,
+                             device, progress)
+    model = recipe.train(backbone, train.images, train.labels, num_classes, chosen["steps"],
+                         seed, device, progress)
+    distilled_on = None
+    if recipe.distill_epochs > 0:
+        pile = run_images(run, cfg.image_size, cfg.in_chans)
+        if pile is None:
+            raise ValueError(f"{run}/config.yaml: the run's training images cannot be loaded "
+                             "again, so there is nothing unlabelled to distil on")
+        model = recipe.train(backbone, train.images, train.labels, num_classes,
+                             recipe.distill_steps(chosen["steps"], len(pile)), seed, device,
+                             progress, teacher=model, unlabeled=pile.images)
+        distilled_on = len(pile)
+    predicted = probabilities(model, test.images, device).argmax(1)
+    meta = {"run": str(run), "data": str(data), "classes": names,
+            "labelled_images": len(train), "fraction": fraction, "seed": seed,
+            "recipe": asdict(recipe), "steps": chosen, "distilled_on_images": distilled_on,
+            "test_images": len(test),
+            "test_top1": round(float((predicted == test.labels).mean()), 4),
+            "per_class": per_class(train.labels, np.asarray(test.labels), predicted, names)}
+    save_classifier(model, out if out is not None else run / "classifier", meta)
+    return meta
+
+
+def save_classifier(model: Classifier, directory: str | Path, meta: dict[str, Any]) -> Path:
+    """Write the backbone (safetensors + json), the head and ``classifier.json``."""
+    directory = Path(directory)
+    model.backbone.save(directory)
+    head = {k: v.detach().float().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, str(directory / HEAD))
+    (directory / META).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild a saved classifier (no pickle) and its ``classifier.json``."""
+    directory = Path(directory)
+    for name in (HEAD, META):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} not found: is {directory} a classifier "
+                                    "folder written by `selfsight finetune`?")
+    meta = json.loads((directory / META).read_text())
+    backbone = load_backbone(directory)
+    model = Classifier(backbone, len(meta["classes"]))
+    head = load_file(str(directory / HEAD))
+    if head.get("weight") is None or tuple(head["weight"].shape) != tuple(model.head.weight.shape):
+        found = None if head.get("weight") is None else tuple(head["weight"].shape)
+        raise ValueError(f"{directory / HEAD}: weight {found} does not fit "
+                         f"{len(meta['classes'])} classes of {backbone.dim}-dim features")
+    model.head.load_state_dict(head)
+    return model.eval(), meta
+
+
+@torch.no_grad()
+def probabilities(model: Classifier, images: np.ndarray, device: torch.device,
+                  batch_size: int = 512) -> np.ndarray:
+    """(N, classes) softmax probabilities for (N, H, W, C) uint8 ``images``."""
+    model = model.to(device).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)
+        x = preprocess(batch.to(device), model.backbone)
+        with autocast(device):
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+        out.append(logits.float().softmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
+
+
+def predict(classifier: str | Path, images: Any, out: str | Path, device: str | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Classify every readable image of ``images`` (a folder, searched recursively, or any image
+    source) and write ``out`` as CSV: file, label, confidence (the softmax probability of that
+    label), then one probability column per class. Unreadable files are skipped and listed in
+    the returned summary (also written to ``OUT.json``)."""
+    model, meta = load_classifier(classifier)
+    cfg = model.backbone.config
+    data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
+    probs = probabilities(model, data.images, torch.device(device or default_device()))
+    classes, best = meta["classes"], probs.argmax(1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "label", "confidence", *classes])
+        for name, row, k in zip(data.row_names(), probs, best):
+            writer.writerow([name, classes[k], f"{row[k]:.4f}", *(f"{p:.4f}" for p in row)])
+    summary = {"classifier": str(classifier), "images": str(images), "out": str(out),
+               "count": len(data), "counts": {c: int((best == i).sum())
+                                              for i, c in enumerate(classes)},
+               "skipped_count": len(data.skipped),
+               "skipped": [{"file": f, "reason": r} for f, r in data.skipped]}
+    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
+    return summary
