@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 from selfsight.backbones import Backbone, backbone_config
-from selfsight.classify import HEAD, load_classifier, probabilities, save_classifier
+from selfsight.classify import HEAD, finetune, load_classifier, probabilities, save_classifier
 from selfsight.cli import main
 from selfsight.eval.finetune import Classifier
+from selfsight.eval.label_efficiency import FinetuneRecipe
 
 TINY = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
 NAMES = {1: "trouser", 7: "sneaker", 8: "bag"}
@@ -99,3 +100,15 @@ def test_saved_classifier_loads_without_pickle_to_the_same_outputs(tmp_path):
         load_classifier(folder)
     with pytest.raises(FileNotFoundError, match="selfsight finetune"):
         load_classifier(tiny_run(tmp_path / "plain_run"))
+
+
+def test_distillation_uses_the_runs_own_unlabelled_images(tmp_path, labelled_folder):
+    run = tiny_run(tmp_path / "run")
+    recipe = FinetuneRecipe(min_steps=20, step_ladder=(1,), distill_epochs=1)
+    with pytest.raises(ValueError, match=r"config\.yaml.*nothing unlabelled"):
+        finetune(run, labelled_folder, recipe=recipe, progress=False)
+    (run / "config.yaml").write_text(f"data: {labelled_folder}\n")  # pretrained on train/
+    meta = finetune(run, labelled_folder, fraction=0.25, recipe=recipe, progress=False)
+    assert meta["distilled_on_images"] == 120 and meta["labelled_images"] == 30
+    assert meta["steps"] == {"steps": 20}  # one rung: nothing to validate
+    assert meta["test_top1"] > 0.6

@@ -59,16 +59,18 @@ def finetune(
         train = train.subset(stratified_subset(train.labels, fraction, seed))
     num_classes = max(train.num_classes, int(test.labels.max()) + 1)
     names = train.classes or [str(i) for i in range(num_classes)]
-    chosen = validated_steps(backbone, train.images, train.labels, num_classes, recipe, seed,
-                             device, progress)
-    model = recipe.train(backbone, train.images, train.labels, num_classes, chosen["steps"],
-                         seed, device, progress)
-    distilled_on = None
+    pile = None  # the unlabelled images to distil on, found before the slow part
     if recipe.distill_epochs > 0:
         pile = run_images(run, cfg.image_size, cfg.in_chans)
         if pile is None:
             raise ValueError(f"{run}/config.yaml: the run's training images cannot be loaded "
                              "again, so there is nothing unlabelled to distil on")
+    chosen = validated_steps(backbone, train.images, train.labels, num_classes, recipe, seed,
+                             device, progress)
+    model = recipe.train(backbone, train.images, train.labels, num_classes, chosen["steps"],
+                         seed, device, progress)
+    distilled_on = None
+    if pile is not None:
         model = recipe.train(backbone, train.images, train.labels, num_classes,
                              recipe.distill_steps(chosen["steps"], len(pile)), seed, device,
                              progress, teacher=model, unlabeled=pile.images)

@@ -84,19 +84,19 @@ def add_finetune_recipe(parser: argparse.ArgumentParser) -> None:
     """The fine-tuning recipe of the label-efficiency A/B, both arms (shared with the
     benchmark script; :func:`finetune_recipe` turns the parsed flags into the recipe)."""
     parser.add_argument("--finetune-epochs", type=float, default=2.0,
-                        help="fine-tuning epochs (both arms); small subsets get --min-steps")
+                        help="fine-tuning epochs; small labelled sets get --min-steps")
     parser.add_argument("--min-steps", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--step-ladder", type=float, nargs="+", default=[1, 2, 4, 8],
-                        metavar="M", help="multiples of the base steps each arm chooses from on "
-                                          "a validation hold-out of its labels; 1 alone: fixed")
+                        metavar="M", help="multiples of the base steps to choose from on a "
+                                          "validation hold-out of the labels; 1 alone: fixed")
     parser.add_argument("--validation-fraction", type=float, default=0.2,
                         help="share of each labelled subset held out to choose the steps")
     parser.add_argument("--validation-folds", type=int, default=1,
                         help="choose the steps by k-fold cross-validation instead (every "
                              "labelled image validated once; k times the cost of the ladder)")
     parser.add_argument("--distill-epochs", type=float, default=0.0,
-                        help="also distil each fine-tuned arm into a student on the unlabelled "
+                        help="then distil each fine-tuned model into a student on unlabelled "
                              "training images for this many epochs (SimCLRv2's third step)")
 
 
