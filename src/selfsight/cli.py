@@ -224,9 +224,11 @@ def run_finetune(args: argparse.Namespace) -> int:
                               recipe=finetune_recipe(args), device=args.device,
                               progress=not args.no_progress)
     steps = meta["steps"]
-    how = (f"chosen on {steps['held_out']} held-out labels over {steps['folds']} fold(s), "
-           f"validation accuracy by steps {steps['validation']}" if "validation" in steps
-           else "fixed")
+    how = "fixed"
+    if "validation" in steps:
+        how = (f"chosen on a hold-out of {steps['held_out']} labels" if steps["folds"] == 1 else
+               f"chosen by {steps['folds']}-fold cross-validation on {steps['held_out']} labels")
+        how += f"; validation accuracy by steps {steps['validation']}"
     print(f"{meta['labelled_images']} labelled images, {steps['steps']} steps ({how})")
     print(f"test top-1 {meta['test_top1']:.4f} on {meta['test_images']} images; per class: "
           + ", ".join(f"{c} {a:.2f}" for c, a in zip(meta["per_class"]["classes"],
