@@ -16,6 +16,7 @@ import selfsight.data.folder as folder_mod
 from selfsight.data import (
     ImageSet,
     from_arrays,
+    load_eval_sets,
     load_fashion_mnist,
     load_folder,
     load_images,
@@ -336,6 +337,23 @@ def test_subfolder_labels_and_auto_gray(tmp_path):
     # One class folder only, or loose top-level files: no labels.
     _solid("L", 5, 8).save(root / "loose.png")
     assert load_folder(root, size=8, cache_dir=tmp_path / "c2", progress=False).labels is None
+
+
+def test_split_folders_share_the_training_class_numbers(tmp_path):
+    """test/ without the first class must not shift every test label by one."""
+    root = tmp_path / "split"
+    for split, names in (("train", ("ant", "bee", "cat")), ("test", ("bee", "cat"))):
+        for shade, name in zip((10, 120, 240), ("ant", "bee", "cat")):
+            if name in names:
+                (root / split / name).mkdir(parents=True)
+                _solid("L", shade, 8).save(root / split / name / "0.png")
+    train, test = load_eval_sets(root, 8, 1)
+    assert train.classes == test.classes == ["ant", "bee", "cat"]
+    assert test.labels.tolist() == [1, 2]  # bee, cat: the training numbers
+    (root / "test" / "dog").mkdir()
+    _solid("L", 60, 8).save(root / "test" / "dog" / "0.png")
+    with pytest.raises(ValueError, match=r"test classes \['dog'\] have no training images"):
+        load_eval_sets(root, 8, 1)
 
 
 def test_csv_labels(tmp_path):

@@ -58,7 +58,8 @@ def finetune(
     if fraction < 1:
         train = train.subset(stratified_subset(train.labels, fraction, seed))
     num_classes = max(train.num_classes, int(test.labels.max()) + 1)
-    names = train.classes or [str(i) for i in range(num_classes)]
+    names = list(train.classes or [])
+    names += [str(i) for i in range(len(names), num_classes)]  # one name per output
     pile = None  # the unlabelled images to distil on, found before the slow part
     if recipe.distill_epochs > 0:
         pile = run_images(run, cfg.image_size, cfg.in_chans)

@@ -138,4 +138,17 @@ def load_eval_sets(data: Any, size: int, channels: int,
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
     if train.labels is None or test.labels is None:
         raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
-    return train, test
+    return train, _same_classes(test, train, data)
+
+
+def _same_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
+    """``test`` with its labels numbered by ``train``'s class list: each split's sub-folders are
+    numbered on their own, so a class missing from test/ would shift every label after it."""
+    if not train.classes or not test.classes or test.classes == train.classes:
+        return test
+    unknown = sorted(set(test.classes) - set(train.classes))
+    if unknown:
+        raise ValueError(f"{data}: test classes {unknown} have no training images "
+                         f"(training classes: {train.classes})")
+    lookup = np.array([train.classes.index(c) for c in test.classes])
+    return dataclasses.replace(test, labels=lookup[test.labels], classes=train.classes)
