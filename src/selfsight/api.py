@@ -21,7 +21,7 @@ from selfsight.backbones import (
     resolve_alias,
 )
 from selfsight.config import config_from_dict
-from selfsight.data import FASHION_MNIST, ImageSet, load_eval_sets, load_images
+from selfsight.data import FASHION_MNIST, ImageSet, align_classes, load_eval_sets, load_images
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
@@ -60,7 +60,10 @@ def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
         return None  # in-memory data has no separate test split to monitor with
     try:
         test = load_images(data, split="test", size=size, channels=channels)
+        test = align_classes(test, train, data) if test.labels is not None else None
     except (ValueError, FileNotFoundError):
+        return None
+    if test is None:
         return None
     rng = np.random.default_rng(seed)
     bank = rng.permutation(len(train))[:KNN_MONITOR_SIZE]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FASHION_MNIST",
     "ImageSet",
+    "align_classes",
     "from_arrays",
     "load_eval_sets",
     "load_every_image",
@@ -138,10 +139,10 @@ def load_eval_sets(data: Any, size: int, channels: int,
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
     if train.labels is None or test.labels is None:
         raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
-    return train, _same_classes(test, train, data)
+    return train, align_classes(test, train, data)
 
 
-def _same_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
+def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
     """``test`` with its labels numbered by ``train``'s class list: each split's sub-folders are
     numbered on their own, so a class missing from test/ would shift every label after it."""
     if not train.classes or not test.classes or test.classes == train.classes:
