@@ -81,8 +81,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def add_finetune_recipe(parser: argparse.ArgumentParser) -> None:
-    """The fine-tuning recipe of the label-efficiency A/B, both arms (shared with the
-    benchmark script; :func:`finetune_recipe` turns the parsed flags into the recipe)."""
+    """Fine-tuning flags shared by ``evaluate`` (both A/B arms), ``finetune`` and the benchmark
+    script; :func:`finetune_recipe` turns them into the recipe."""
     parser.add_argument("--finetune-epochs", type=float, default=2.0,
                         help="fine-tuning epochs; small labelled sets get --min-steps")
     parser.add_argument("--min-steps", type=int, default=200)

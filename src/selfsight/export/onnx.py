@@ -214,10 +214,10 @@ def export_onnx(
     images, must be <= 1e-4) and CPU latency per image (onnxruntime vs PyTorch, median after
     warm-up). ``images`` (any ``load_images`` source) default to the run's training data."""
     run = Path(run)
-    head, classes = None, None
-    if (run / "head.safetensors").is_file():
-        from selfsight.classify import load_classifier  # classify imports this module
+    from selfsight.classify import HEAD, load_classifier  # here: classify imports this module
 
+    head, classes = None, None
+    if (run / HEAD).is_file():
         classifier, meta = load_classifier(run)
         backbone, head, classes = classifier.backbone, classifier.head, meta["classes"]
         head = head.float().cpu().eval()
