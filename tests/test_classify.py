@@ -100,6 +100,10 @@ def test_saved_classifier_loads_without_pickle_to_the_same_outputs(tmp_path):
     (folder / "classifier.json").write_text(json.dumps({"classes": ["a", "b"]}))
     with pytest.raises(ValueError, match=f"{HEAD}.*2 classes"):
         load_classifier(folder)
+    for broken in ("{not json", json.dumps({"labels": ["a"]})):
+        (folder / "classifier.json").write_text(broken)
+        with pytest.raises(ValueError, match=r"classifier\.json: (not valid JSON|needs 'classes')"):
+            load_classifier(folder)
     with pytest.raises(FileNotFoundError, match="selfsight finetune"):
         load_classifier(tiny_run(tmp_path / "plain_run"))
 

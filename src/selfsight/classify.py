@@ -104,7 +104,13 @@ def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} not found: is {directory} a classifier "
                                     "folder written by `selfsight finetune`?")
-    meta = json.loads((directory / META).read_text())
+    try:
+        meta = json.loads((directory / META).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{directory / META}: not valid JSON ({error})") from None
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    if not isinstance(classes, list) or not classes:
+        raise ValueError(f"{directory / META}: needs 'classes', the list of class names")
     backbone = load_backbone(directory)
     model = Classifier(backbone, len(meta["classes"]))
     head = load_file(str(directory / HEAD))
