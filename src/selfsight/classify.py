@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from selfsight.backbones import load_backbone
 from selfsight.data import load_eval_sets, load_every_image
@@ -124,11 +125,12 @@ def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 @torch.no_grad()
 def probabilities(model: Classifier, images: np.ndarray, device: torch.device,
-                  batch_size: int = 512) -> np.ndarray:
+                  batch_size: int = 512, progress: bool = False) -> np.ndarray:
     """(N, classes) softmax probabilities for (N, H, W, C) uint8 ``images``."""
     model = model.to(device).eval()
     out = []
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         batch = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)
         x = preprocess(batch.to(device), model.backbone)
         with autocast(device):
@@ -146,7 +148,8 @@ def predict(classifier: str | Path, images: Any, out: str | Path, device: str | 
     model, meta = load_classifier(classifier)
     cfg = model.backbone.config
     data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
-    probs = probabilities(model, data.images, torch.device(device or default_device()))
+    probs = probabilities(model, data.images, torch.device(device or default_device()),
+                          progress=progress)
     classes, best = meta["classes"], probs.argmax(1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
