@@ -75,8 +75,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="label-efficiency A/B: fine-tune vs scratch on these label fractions")
     e.add_argument("--seeds", type=int, default=3, help="seeds per label fraction")
     add_finetune_recipe(e)
-    e.add_argument("--device", default=None)
-    e.add_argument("--no-progress", action="store_true")
+    add_device_options(e)
     e.set_defaults(handler=run_evaluate)
 
 
@@ -110,6 +109,12 @@ def finetune_recipe(args: argparse.Namespace) -> FinetuneRecipe:
                           distill_epochs=args.distill_epochs)
 
 
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """--device (default: the GPU when there is one) and --no-progress."""
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def add_list(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list methods or backbones")
     ls.add_argument("what", choices=["methods", "backbones"])
@@ -141,8 +146,7 @@ def add_anomaly(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default=None, help="results folder (default MODEL_DIR/scores)")
     s.add_argument("--overlays", type=int, default=50, help="overlay PNGs of the top N images")
     for p in (f, s):
-        p.add_argument("--device", default=None)
-        p.add_argument("--no-progress", action="store_true")
+        add_device_options(p)
     a.set_defaults(handler=run_anomaly)
 
 
@@ -184,8 +188,7 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
     m.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
     m.add_argument("--out", required=True, help="FILE.npy (names in FILE.npy.json) or .parquet")
     m.add_argument("--batch-size", type=int, default=512)
-    m.add_argument("--device", default=None)
-    m.add_argument("--no-progress", action="store_true")
+    add_device_options(m)
     m.set_defaults(handler=run_embed)
 
 
@@ -211,8 +214,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
                    help="keep this stratified share of the labelled training images")
     f.add_argument("--seed", type=int, default=0)
     add_finetune_recipe(f)
-    f.add_argument("--device", default=None)
-    f.add_argument("--no-progress", action="store_true")
+    add_device_options(f)
     f.set_defaults(handler=run_finetune)
 
 
@@ -242,8 +244,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("classifier", help="classifier folder (RUN/classifier)")
     p.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
     p.add_argument("--out", required=True, help="CSV: file, label, confidence, per-class")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    add_device_options(p)
     p.set_defaults(handler=run_predict)
 
 
@@ -332,8 +333,7 @@ def add_segment(sub: argparse._SubParsersAction) -> None:
                         "objects: center, exclude_found, split_ncut, split_sigma)")
     g.add_argument("--segmenter-set", action="append", metavar="KEY=VALUE",
                    help="segmenter option, e.g. --segmenter-set steps=2000")
-    g.add_argument("--device", default=None)
-    g.add_argument("--no-progress", action="store_true")
+    add_device_options(g)
     g.set_defaults(handler=run_segment)
 
 
