@@ -52,7 +52,9 @@ def test_finetune_then_predict_labels_new_images(tmp_path, labelled_folder, caps
     assert meta["steps"]["folds"] == 2 and meta["steps"]["held_out"] == 60
     assert meta["steps"]["steps"] in (30, 60)
     assert meta["test_top1"] > 0.7  # chance is 1/3: three garments, from a random start
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "decoding" not in captured.err  # --no-progress silences the folder decode too
     assert f"test top-1 {meta['test_top1']:.4f}" in printed
     assert "chosen by 2-fold cross-validation on 60 labels" in printed
     table = tmp_path / "predictions.csv"

@@ -183,7 +183,7 @@ def evaluate(
     backbone = load_backbone(run)
     device = default_device(device)
     cfg = backbone.config
-    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
+    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels, progress)
     started = time.perf_counter()
     train_f = extract_features(backbone, train.images, device=device, progress=progress)
     test_f = extract_features(backbone, test.images, device=device, progress=progress)

@@ -55,7 +55,7 @@ def finetune(
     device = torch.device(device or default_device())
     backbone = load_backbone(run)
     cfg = backbone.config
-    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels)
+    train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels, progress)
     if fraction < 1:
         train = train.subset(stratified_subset(train.labels, fraction, seed))
     num_classes = max(train.num_classes, int(test.labels.max()) + 1)

@@ -49,6 +49,7 @@ def load_images(
     channels: int | None = None,
     cache_dir: str | Path | None = None,
     labels: str | Path | np.ndarray | torch.Tensor | None = None,
+    progress: bool = True,
 ) -> ImageSet:
     """Load ``data`` from whichever source it names.
 
@@ -74,6 +75,7 @@ def load_images(
             channels=channels,
             cache_dir=cache_dir,
             labels=_csv_path(labels),
+            progress=progress,
         )
     raise ValueError(f"cannot load images from {_describe(data)}; accepted: {_ACCEPTED}")
 
@@ -120,13 +122,15 @@ def _describe(data: Any) -> str:
     return f"a {type(data).__name__}"
 
 
-def load_eval_sets(data: Any, size: int, channels: int,
-                   labels: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+def load_eval_sets(data: Any, size: int, channels: int, labels: str | Path | None = None,
+                   progress: bool = True) -> tuple[ImageSet, ImageSet]:
     """(train, test) labelled sets: Fashion-MNIST's splits, a folder's train/ and test/, or a
     single labelled folder split 80/20, stratified, with a fixed seed."""
-    train = load_images(data, split="train", size=size, channels=channels, labels=labels)
+    train = load_images(data, split="train", size=size, channels=channels, labels=labels,
+                        progress=progress)
     try:
-        test = load_images(data, split="test", size=size, channels=channels, labels=labels)
+        test = load_images(data, split="test", size=size, channels=channels, labels=labels,
+                           progress=progress)
     except ValueError:  # no test split: hold out 20% of the one labelled set
         from sklearn.model_selection import train_test_split
 
