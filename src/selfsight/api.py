@@ -60,10 +60,10 @@ def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
         return None  # in-memory data has no separate test split to monitor with
     try:
         test = load_images(data, split="test", size=size, channels=channels)
-        test = align_classes(test, train, data) if test.labels is not None else None
+        if test.labels is None:
+            return None
+        test = align_classes(test, train, data)
     except (ValueError, FileNotFoundError):
-        return None
-    if test is None:
         return None
     rng = np.random.default_rng(seed)
     bank = rng.permutation(len(train))[:KNN_MONITOR_SIZE]

@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from selfsight.backbones import load_backbone
 from selfsight.data import load_eval_sets, load_every_image
 from selfsight.eval.drift import per_class
-from selfsight.eval.extract import autocast, default_device, preprocess
-from selfsight.eval.finetune import Classifier
+from selfsight.eval.extract import default_device
+from selfsight.eval.finetune import Classifier, probabilities
 from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
 from selfsight.export.onnx import run_images
 
@@ -113,30 +112,14 @@ def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not isinstance(classes, list) or not classes:
         raise ValueError(f"{directory / META}: needs 'classes', the list of class names")
     backbone = load_backbone(directory)
-    model = Classifier(backbone, len(meta["classes"]))
+    model = Classifier(backbone, len(classes))
     head = load_file(str(directory / HEAD))
-    if head.get("weight") is None or tuple(head["weight"].shape) != tuple(model.head.weight.shape):
-        found = None if head.get("weight") is None else tuple(head["weight"].shape)
+    found = tuple(head["weight"].shape) if "weight" in head else None
+    if found != tuple(model.head.weight.shape):
         raise ValueError(f"{directory / HEAD}: weight {found} does not fit "
-                         f"{len(meta['classes'])} classes of {backbone.dim}-dim features")
+                         f"{len(classes)} classes of {backbone.dim}-dim features")
     model.head.load_state_dict(head)
     return model.eval(), meta
-
-
-@torch.no_grad()
-def probabilities(model: Classifier, images: np.ndarray, device: torch.device,
-                  batch_size: int = 512, progress: bool = False) -> np.ndarray:
-    """(N, classes) softmax probabilities for (N, H, W, C) uint8 ``images``."""
-    model = model.to(device).eval()
-    out = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
-        batch = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)
-        x = preprocess(batch.to(device), model.backbone)
-        with autocast(device):
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-        out.append(logits.float().softmax(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
 
 
 def predict(classifier: str | Path, images: Any, out: str | Path, device: str | None = None,

@@ -154,15 +154,23 @@ def finetune(
             "finetune_lr": lr}
 
 
-@torch.no_grad()
 def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray,
              device: torch.device, batch_size: int = 512) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
+    predicted = probabilities(model, images, device, batch_size).argmax(1)
+    return float((predicted == np.asarray(labels)).mean())
+
+
+@torch.no_grad()
+def probabilities(model: Classifier, images: np.ndarray, device: torch.device,
+                  batch_size: int = 512, progress: bool = False) -> np.ndarray:
+    """(N, classes) softmax probabilities for (N, H, W, C) uint8 ``images``."""
+    model = model.to(device).eval()
+    out = []
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         batch = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)
         x = preprocess(batch.to(device), model.backbone)
         with autocast(device):
-            pred = model(x.contiguous(memory_format=torch.channels_last)).argmax(1).cpu()
-        correct += int((pred.numpy() == np.asarray(labels[start:start + batch_size])).sum())
-    return correct / len(images)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+        out.append(logits.float().softmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
