@@ -178,6 +178,17 @@ def test_recipe_rejects_a_ladder_or_hold_out_it_cannot_use(bad):
         FinetuneRecipe(**bad)
 
 
+def test_recipe_settings_read_as_name_value_pairs_that_rebuild_the_recipe():
+    recipe = FinetuneRecipe(lr=3e-4, step_ladder=(1, 2.5), validation_folds=5)
+    text = recipe.settings()
+    assert "lr=0.0003" in text and "step_ladder=1/2.5" in text and "{" not in text
+    pairs = dict(item.split("=") for item in text.split(", "))
+    assert pairs.keys() == vars(recipe).keys()
+    rebuilt = {k: tuple(float(v) for v in pairs[k].split("/")) if k == "step_ladder"
+               else type(getattr(recipe, k))(float(pairs[k])) for k in pairs}
+    assert FinetuneRecipe(**rebuilt) == recipe
+
+
 def test_savings_factor_interpolates_in_log_fraction():
     factor, _ = savings_factor([0.01, 0.1, 1.0], [0.70, 0.80, 0.90], target=0.75)
     assert factor == pytest.approx(1 / math.sqrt(0.01 * 0.1))

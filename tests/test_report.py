@@ -14,8 +14,9 @@ from PIL import Image
 import selfsight
 from selfsight.cli import main
 from selfsight.eval.label_efficiency import FinetuneRecipe
-from selfsight.reports import detail_rows, distinct_pairs, figures, report, run_facts
-from selfsight.reports.html import data_uri
+from selfsight.reports import (detail_rows, distinct_pairs, efficiency_table, figures, report,
+                               run_facts)
+from selfsight.reports.html import Card, Section, data_uri, page
 
 CHROMIUM = Path("/usr/bin/chromium")
 FIGURES = ("training", "embedding", "confusion", "retrieval", "per_class", "label_efficiency",
@@ -90,7 +91,13 @@ def test_report_renders_every_figure_in_chromium(tiny_run, tmp_path, capsys):
         assert f'id="fig-{key}"' in html, key
     # Offline: nothing fetched from anywhere, every image a data URI.
     assert not re.search(r'(src|href)="(?!data:image/png;base64,)|@import|url\(', html)
-    assert "Skipped" not in html
+    assert "Not drawn" not in html and "A quick evaluation" not in html
+    # The label-efficiency numbers sit under their curve: each arm's mean over seeds.
+    study = json.loads((tiny_run / "eval" / "images_label_efficiency.json").read_text())
+    card = html[html.index('id="card-label_efficiency"'):]
+    card = card[:card.index("</section>")]
+    for arm in ("pretrained", "scratch", "linear", "pretrained_distilled"):
+        assert f"{study['mean'][arm]['0.25']:.3f} \u00b1 {study['std'][arm]['0.25']:.3f}" in card
     total, broken, dom = decoded_images(page, tmp_path)
     assert (total, broken) == (len(FIGURES), 0)
     assert all(f'id="fig-{key}"' in dom for key in FIGURES)
@@ -128,6 +135,9 @@ def test_missing_sections_are_skipped_with_notes(tiny_run, tmp_path):
     assert sorted(p.name for p in page.parent.glob("*.png")) == ["training.png"]
     for key in FIGURES[1:]:
         assert f'id="card-{key}"' in html and f'id="fig-{key}"' not in html, key
+    # Listed together in one card, with the command that would draw them.
+    assert html.count("<h3>Not drawn</h3>") == 1
+    assert f"selfsight evaluate {run} --data {result['data']}` without --quick" in html
     for what in ("images_predictions.npz", "images_label_efficiency.json", "No online kNN",
                  *(f"no {s} section" for s in ("robustness", "knn_sweep", "per_class",
                                                "near_duplicates"))):
@@ -195,3 +205,33 @@ def test_details_say_how_the_fine_tuning_steps_were_chosen(budget, says):
              "savings_factor": 2.0}
     rows = dict(detail_rows({}, study))
     assert re.fullmatch("1%: " + says, rows["scratch fine-tuning steps"])
+
+
+def test_efficiency_table_gives_each_arm_and_the_gain_in_points():
+    study = {"fractions": [0.01, 1.0], "train_images": 60000,
+             "mean": {"pretrained": {"0.01": 0.8274, "1.0": 0.9},
+                      "scratch": {"0.01": 0.7827, "1.0": 0.91},
+                      "linear": {"0.01": 0.8253, "1.0": 0.89},
+                      "pretrained_distilled": {"0.01": 0.83}},
+             "std": {"pretrained": {"0.01": 0.0044, "1.0": 0.0},
+                     "scratch": {"0.01": 0.01, "1.0": 0.0},
+                     "linear": {"0.01": 0.0055, "1.0": 0.0},
+                     "pretrained_distilled": {"0.01": 0.002}}}
+    assert efficiency_table(study) == [
+        ("labels", "fine-tuned", "from scratch", "linear probe", "distilled", "gain"),
+        ("1% (\u2248600)", "0.827 \u00b1 0.004", "0.783 \u00b1 0.010", "0.825 \u00b1 0.005",
+         "0.830 \u00b1 0.002", "+4.5 pts"),
+        ("100% (60,000)", "0.900 \u00b1 0.000", "0.910 \u00b1 0.000", "0.890 \u00b1 0.000",
+         "\u2013", "\u22121.0 pts")]
+
+
+def test_a_half_width_figure_alone_takes_the_whole_row():
+    png = figures.png_bytes(figures.new_figure(1, 1))
+    cards = [Card("a", "A", "", png=png, wide=True), Card("b", "B", "", png=png),
+             Card("c", "C", "", note="absent")]
+    html = page("t", "s", [], [Section("one", cards=cards)])
+    assert '<section class="card wide" id="card-b">' in html
+    assert '<li id="card-c"><b>C</b>: absent</li>' in html
+    cards.append(Card("d", "D", "", png=png))
+    html = page("t", "s", [], [Section("one", cards=cards)])
+    assert '<section class="card" id="card-b">' in html and 'class="card" id="card-d"' in html

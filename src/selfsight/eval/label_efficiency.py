@@ -64,6 +64,14 @@ class FinetuneRecipe:
             raise ValueError("validation_folds must be a whole number >= 1, got "
                              f"{self.validation_folds!r}")
 
+    def settings(self) -> str:
+        """The settings as ``name=value`` pairs, for the recipe line of a result."""
+        def show(value: object) -> str:
+            if isinstance(value, tuple):
+                return "/".join(show(v) for v in value)
+            return f"{value:g}" if isinstance(value, float) else str(value)
+        return ", ".join(f"{k}={show(v)}" for k, v in asdict(self).items())
+
     def steps(self, images: int) -> int:
         return max(self.min_steps, math.ceil(self.epochs * images / min(self.batch_size, images)))
 
@@ -262,8 +270,8 @@ def label_efficiency(
                  "may still improve with longer training")
     return {"fractions": list(fractions), "seeds": list(seeds),
             "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
-                       f"0.1, bf16 autocast, {asdict(recipe)}; steps = max(min_steps, epochs x "
-                       "labelled images / batch), times the step_ladder rung that scores best on a "
+                       f"0.1, bf16 autocast, {recipe.settings()}; steps = max(min_steps, epochs "
+                       "x labelled images / batch), times the step_ladder rung that scores best on a "
                        "stratified validation_fraction hold-out of the first seed's subset (or "
                        "pooled over validation_folds stratified folds when > 1), per arm and "
                        "fraction (budgets); distilled arms (if distill_epochs > 0): a "

@@ -177,14 +177,14 @@ def run_facts(config: dict[str, Any], records: list[dict[str, Any]]) -> list[tup
 
 
 def _missing(name: str, key: str) -> str:
-    return f"Skipped: eval/{name}.json has no {key} section."
+    return f"eval/{name}.json has no {key} section."
 
 
 def _training_card(records: list[dict[str, Any]],
                    jobs: list[tuple[Card, Callable[[], Any] | None]]) -> Card:
     card = Card("training", "Training curves", CAPTIONS["training"], wide=True)
     if not any("loss" in r for r in records):
-        card.note = "Skipped: no metrics.jsonl with a loss in this run folder."
+        card.note = "No metrics.jsonl with a loss in this run folder."
     elif not any("online_knn" in r for r in records):
         card.caption = CAPTIONS["training_loss_only"]
     jobs.append((card, None if card.note else functools.partial(figures.training_curves,
@@ -204,7 +204,7 @@ def segment_section(run: Path, jobs: list[tuple[Card, Callable[[], Any] | None]]
     card = Card("instances", "Instances", CAPTIONS["instances"], wide=True)
     examples = run / "segment" / "examples.png"
     if not examples.is_file():
-        card.note = f"Skipped: {examples} is missing."
+        card.note = f"{examples} is missing."
     jobs.append((card, None if card.note else functools.partial(
         figures.instances, np.asarray(Image.open(examples).convert("RGB")), counts)))
     section.cards.append(card)
@@ -233,7 +233,7 @@ def eval_section(run: Path, name: str, result: dict[str, Any], prefix: str,
         section.cards.append(c)
 
     no_pred = None if predictions is not None else \
-        f"Skipped: no eval/{name}_predictions.npz (test features and kNN predictions)."
+        f"No eval/{name}_predictions.npz (test features and kNN predictions)."
     per_class = result.get("per_class")
     sweep = result.get("knn_sweep")
     robust = result.get("robustness")
@@ -254,10 +254,12 @@ def eval_section(run: Path, name: str, result: dict[str, Any], prefix: str,
          None if per_class else _missing(name, "per_class"))
     card("label_efficiency", "Label efficiency",
          lambda: figures.label_efficiency_curve(efficiency),
-         None if efficiency else f"Skipped: no eval/{name}_label_efficiency.json.",
+         None if efficiency else f"No eval/{name}_label_efficiency.json.",
          extra=f" Savings factor {efficiency['savings_factor']:.3g}\u00d7: "
                f"{efficiency.get('savings_note', '')}"
          if efficiency and efficiency.get("savings_factor") else "")
+    if efficiency:
+        section.cards[-1].table = efficiency_table(efficiency)
     card("knn_sweep", "kNN settings sweep",
          lambda: figures.knn_sweep_heatmap(sweep["ks"], sweep["temperatures"],
                                            np.array(sweep["top1"])),
@@ -275,6 +277,10 @@ def eval_section(run: Path, name: str, result: dict[str, Any], prefix: str,
                                          distinct_pairs(dups["examples"], DUPLICATE_EXAMPLES)),
          dup_note, wide=True,
          extra=_duplicates_summary(dups) if dups else "")
+    if not (per_class or sweep or robust):
+        section.notes.append(f"A quick evaluation (kNN and linear probe only): `selfsight "
+                             f"evaluate {run} --data {result.get('data')}` without --quick adds "
+                             "the figures listed under Not drawn.")
     return section
 
 
@@ -325,9 +331,9 @@ def _eval_images(run: Path, result: dict[str, Any]) -> Any:
 def _images_problem(images: Callable[[], Any], predictions: dict | None) -> str | None:
     loaded = images()
     if isinstance(loaded, Exception):
-        return f"Skipped: could not reload the evaluation images ({loaded})."
+        return f"Could not reload the evaluation images ({loaded})."
     if predictions is not None and len(loaded[1]) != len(predictions["test_labels"]):
-        return (f"Skipped: the predictions file has {len(predictions['test_labels'])} test rows "
+        return (f"The predictions file has {len(predictions['test_labels'])} test rows "
                 f"but the evaluation data now has {len(loaded[1])} test images.")
     return None
 
@@ -399,11 +405,38 @@ def headline_rows(result: dict[str, Any], efficiency: dict[str, Any] | None,
         rows.append((f"few-shot {shot['n_way']}-way {shot['k_shot']}-shot "
                      f"({shot['episodes']} episodes)",
                      f"{shot['mean']:.3f} \u00b1 {shot['ci95']:.3f}", "\u2013", None))
-    if efficiency is not None:
-        factor = efficiency.get("savings_factor")
+    factor = (efficiency or {}).get("savings_factor")
+    if factor:  # else the details say why there is none
         bound = "\u2264 " if efficiency.get("savings_upper_bound") else ""
-        rows.append(("label savings factor vs scratch",
-                     f"{bound}{factor:.3g}\u00d7" if factor else "\u2013", "\u2013", None))
+        rows.append(("label savings factor vs scratch", f"{bound}{factor:.3g}\u00d7", "\u2013",
+                     None))
+    return rows
+
+
+def efficiency_table(study: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The label-efficiency study as numbers under its curve: per fraction, each arm's mean ±
+    std over seeds and the fine-tuned arm's gain over scratch in points."""
+    mean, std = study.get("mean", {}), study.get("std", {})
+    arms = [a for a in ("pretrained", "scratch", "linear", "pretrained_distilled",
+                        "scratch_distilled") if a in mean]
+    names = {"pretrained": "fine-tuned", "scratch": "from scratch", "linear": "linear probe",
+             "pretrained_distilled": "distilled", "scratch_distilled": "scratch distilled"}
+    rows: list[tuple[str, ...]] = [("labels", *(names[a] for a in arms), "gain")]
+    images = study.get("train_images")
+    for fraction in study.get("fractions", []):
+        key = str(fraction)
+        count = "" if not images else (f" ({images:,})" if float(fraction) == 1
+                                       else f" (\u2248{round(float(fraction) * images):,})")
+
+        def cell(arm: str) -> str:
+            if key not in mean[arm]:
+                return "\u2013"
+            spread = std.get(arm, {}).get(key)
+            return f"{mean[arm][key]:.3f}" + ("" if spread is None else f" \u00b1 {spread:.3f}")
+        ours, theirs = mean.get("pretrained", {}).get(key), mean.get("scratch", {}).get(key)
+        gain = "\u2013" if ours is None or theirs is None else \
+            f"{100 * (ours - theirs):+.1f} pts".replace("-", "\u2212")
+        rows.append((f"{100 * float(fraction):g}%{count}", *(cell(a) for a in arms), gain))
     return rows
 
 

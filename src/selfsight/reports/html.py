@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 
 from selfsight.reports.figures import PIXEL_RATIO
@@ -20,6 +20,7 @@ class Card:
     png: bytes | None = None
     note: str | None = None
     wide: bool = False
+    table: list[tuple[str, ...]] = field(default_factory=list)  # header row, then rows
 
 
 @dataclass
@@ -60,7 +61,7 @@ h2 { font-size:21px; margin:34px 0 12px; padding-bottom:6px; border-bottom:2px s
 .headline td.down { color:#b91c1c; font-weight:600; }
 .headline tr:last-child td { border-bottom:none; }
 .grid { display:grid; grid-template-columns:repeat(auto-fit, minmax(min(460px, 100%), 1fr));
-  gap:18px; }
+  gap:18px; grid-auto-flow:dense; }
 .card { background:#fff; border:1px solid var(--line); border-radius:12px; padding:16px 18px 14px;
   box-shadow:0 1px 2px rgba(0,0,0,.04); display:flex; flex-direction:column; }
 .card.wide { grid-column:1 / -1; }
@@ -68,7 +69,17 @@ h2 { font-size:21px; margin:34px 0 12px; padding-bottom:6px; border-bottom:2px s
 .card img { max-width:100%; height:auto; display:block; margin:0 auto; }
 .card p.how { margin:10px 0 0; color:#374151; font-size:14.5px; }
 .card.missing { background:#fafafa; border-style:dashed; align-self:start; }
-.card.missing p { color:var(--muted); margin:0; font-size:14.5px; }
+.card.missing p, .card.missing li { color:var(--muted); margin:0; font-size:14.5px; }
+.card.missing ul { margin:0; padding-left:20px; }
+.card.missing b { color:var(--ink); font-weight:600; }
+table.numbers { border-collapse:collapse; font-size:14px; margin:12px auto 0;
+  font-variant-numeric:tabular-nums; }
+table.numbers th, table.numbers td { padding:4px 10px; text-align:right; white-space:nowrap;
+  border-bottom:1px solid var(--line); }
+.card .scroll { overflow-x:auto; }
+table.numbers th { color:var(--muted); font-weight:600; font-size:13px; }
+table.numbers td:first-child, table.numbers th:first-child { text-align:left; }
+table.numbers tr:last-child td { border-bottom:none; }
 .notes { color:var(--muted); font-size:14px; margin:6px 0 14px; }
 table.details { border-collapse:collapse; font-size:14px; margin-top:4px; }
 table.details td { padding:3px 14px 3px 0; vertical-align:top; }
@@ -88,17 +99,33 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _card(card: Card) -> str:
+def _table(rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>"
+                   for row in rows[1:])
+    return (f'<div class="scroll"><table class="numbers"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _card(card: Card, png: bytes) -> str:
     wide = " wide" if card.wide else ""
-    if card.png is None:
-        return (f'<section class="card missing{wide}" id="card-{escape(card.key)}">'
-                f"<h3>{escape(card.title)}</h3><p>{escape(card.note or 'not available')}</p>"
-                "</section>")
     return (f'<section class="card{wide}" id="card-{escape(card.key)}">'
             f"<h3>{escape(card.title)}</h3>"
             f'<img id="fig-{escape(card.key)}" alt="{escape(card.title)}" '
-            f'style="width:{display_width(card.png)}px" src="{data_uri(card.png)}">'
-            f'<p class="how">{escape(card.caption)}</p></section>')
+            f'style="width:{display_width(png)}px" src="{data_uri(png)}">'
+            f'{_table(card.table)}<p class="how">{escape(card.caption)}</p></section>')
+
+
+def _not_drawn(cards: list[Card]) -> str:
+    """Every figure that could not be drawn, in one card: a reader scans past one list, not a
+    page of empty boxes."""
+    if not cards:
+        return ""
+    items = "".join(f'<li id="card-{escape(c.key)}"><b>{escape(c.title)}</b>: '
+                    f"{escape(c.note or 'not available')}</li>" for c in cards)
+    return f'<section class="card missing wide"><h3>Not drawn</h3><ul>{items}</ul></section>'
 
 
 def _delta(delta: float | None) -> str:
@@ -112,11 +139,14 @@ def _delta(delta: float | None) -> str:
 def _headline(rows: list[tuple[str, str, str, float | None]]) -> str:
     if not rows:
         return ""
+    # No pixel baseline anywhere (a quick evaluation): no columns of dashes.
+    pixels = any(p != "\u2013" or d is not None for _, _, p, d in rows)
     body = "".join(f'<tr><td>{escape(m)}</td><td class="num main">{escape(v)}</td>'
-                   f'<td class="num base">{escape(p)}</td>{_delta(d)}</tr>'
-                   for m, v, p, d in rows)
+                   + (f'<td class="num base">{escape(p)}</td>{_delta(d)}' if pixels else "")
+                   + "</tr>" for m, v, p, d in rows)
+    baseline = "<th>raw pixels</th><th>gain</th>" if pixels else ""
     return ('<table class="headline"><thead><tr><th>metric</th><th>this backbone</th>'
-            f"<th>raw pixels</th><th>gain</th></tr></thead><tbody>{body}</tbody></table>")
+            f"{baseline}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _details(rows: list[tuple[str, str]]) -> str:
@@ -135,7 +165,12 @@ def page(title: str, subtitle: str, facts: list[tuple[str, str]],
              f'<ul class="facts">{chips}</ul></header>']
     for s in sections:
         notes = "".join(f'<p class="notes">{escape(n)}</p>' for n in s.notes)
-        cards = "".join(_card(c) for c in s.cards)
+        drawn = [c for c in s.cards if c.png is not None]
+        halves = [i for i, c in enumerate(drawn) if not c.wide]
+        if len(halves) % 2:  # a half-width card alone in its row: give it the row
+            drawn[halves[-1]] = replace(drawn[halves[-1]], wide=True)
+        cards = "".join(_card(c, c.png) for c in drawn)
+        cards += _not_drawn([c for c in s.cards if c.png is None])
         parts.append(f"<h2>{escape(s.title)}</h2>{_headline(s.headline)}{notes}"
                      f'<div class="grid">{cards}{_details(s.details)}</div>')
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
