@@ -14,8 +14,14 @@ from PIL import Image
 import selfsight
 from selfsight.cli import main
 from selfsight.eval.label_efficiency import FinetuneRecipe
-from selfsight.reports import (detail_rows, distinct_pairs, efficiency_table, figures, report,
-                               run_facts)
+from selfsight.reports import (
+    detail_rows,
+    distinct_pairs,
+    efficiency_table,
+    figures,
+    report,
+    run_facts,
+)
 from selfsight.reports.html import Card, Section, data_uri, page
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -269,16 +269,16 @@ def label_efficiency(
         note += (f"; an upper bound: scratch@{float(full):.0%} chose the ladder's top rung and "
                  "may still improve with longer training")
     return {"fractions": list(fractions), "seeds": list(seeds),
-            "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing "
-                       f"0.1, bf16 autocast, {recipe.settings()}; steps = max(min_steps, epochs "
-                       "x labelled images / batch), times the step_ladder rung that scores best on a "
-                       "stratified validation_fraction hold-out of the first seed's subset (or "
+            "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing 0.1, "
+                       f"bf16 autocast, {recipe.settings()}; steps = max(min_steps, epochs x "
+                       "labelled images / batch), times the step_ladder rung that scores best on a"
+                       " stratified validation_fraction hold-out of the first seed's subset (or "
                        "pooled over validation_folds stratified folds when > 1), per arm and "
-                       "fraction (budgets); distilled arms (if distill_epochs > 0): a "
-                       "student from the arm's starting weights learns the labels plus the "
-                       "fine-tuned arm's soft predictions (temperature) on all training images, "
-                       "max(steps, distill_epochs x training images / batch) steps; linear: "
-                       "standardised frozen features, L-BFGS"),
+                       "fraction (budgets); distilled arms (if distill_epochs > 0): a student from"
+                       " the arm's starting weights learns the labels plus the fine-tuned arm's "
+                       "soft predictions (temperature) on all training images, max(steps, "
+                       "distill_epochs x training images / batch) steps; linear: standardised "
+                       "frozen features, L-BFGS"),
             "train_images": len(train), "test_images": len(test),
             "arms": arms, "mean": mean, "std": std, "budgets": budgets,
             "savings_factor": None if factor is None else round(factor, 2),

@@ -428,7 +428,7 @@ def efficiency_table(study: dict[str, Any]) -> list[tuple[str, ...]]:
         count = "" if not images else (f" ({images:,})" if float(fraction) == 1
                                        else f" (\u2248{round(float(fraction) * images):,})")
 
-        def cell(arm: str) -> str:
+        def cell(arm: str, key: str = key) -> str:
             if key not in mean[arm]:
                 return "\u2013"
             spread = std.get(arm, {}).get(key)
