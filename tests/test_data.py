@@ -17,6 +17,7 @@ from selfsight.data import (
     ImageSet,
     from_arrays,
     load_eval_sets,
+    load_every_image,
     load_fashion_mnist,
     load_folder,
     load_images,
@@ -416,6 +417,18 @@ def test_from_arrays_errors():
         from_arrays(np.zeros((2, 4, 4), dtype=np.uint8), labels=np.array([0, 1, 2]))
     tiny = from_arrays(np.full((1, 2, 2), 1.0005))  # rounding overshoot is tolerated
     assert (tiny.images == 255).all()
+
+
+def test_every_image_of_fashion_mnist_is_both_splits_named_by_split(tmp_path):
+    written = _write_tiny_fashion(tmp_path, n=4)
+    every = load_every_image(f"fashion-mnist:{tmp_path}", size=28, channels=1)
+    assert len(every) == 8 and every.classes[0] == "T-shirt/top"
+    assert every.row_names() == [f"fashion-mnist-{s}/{i}" for s in ("train", "test")
+                                 for i in range(4)]
+    for offset, split in ((0, "train"), (4, "test")):
+        np.testing.assert_array_equal(every.images[offset:offset + 4, ..., 0],
+                                      written[split][0])
+        np.testing.assert_array_equal(every.labels[offset:offset + 4], written[split][1])
 
 
 def test_load_images_dispatch(tmp_path):

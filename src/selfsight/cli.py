@@ -11,6 +11,10 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command run
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
+# embed and predict read every image of a source (data.load_every_image)
+EVERY_IMAGE_HELP = ("image folder (searched recursively) or 'fashion-mnist' (both splits, "
+                    "training first)")
+
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     from selfsight.api import parse_value
@@ -185,7 +189,7 @@ def run_export(args: argparse.Namespace) -> int:
 def add_embed(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("embed", help="L2-normalised embeddings of every image, with file names")
     m.add_argument("run", help="run folder with backbone.safetensors")
-    m.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
+    m.add_argument("images", help=EVERY_IMAGE_HELP)
     m.add_argument("--out", required=True, help="FILE.npy (names in FILE.npy.json) or .parquet")
     m.add_argument("--batch-size", type=int, default=512)
     add_device_options(m)
@@ -242,7 +246,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label images with a classifier from `selfsight finetune`")
     p.add_argument("classifier", help="classifier folder (RUN/classifier)")
-    p.add_argument("images", help="image folder (searched recursively) or 'fashion-mnist'")
+    p.add_argument("images", help=EVERY_IMAGE_HELP)
     p.add_argument("--out", required=True, help="CSV: file, label, confidence, per-class")
     add_device_options(p)
     p.set_defaults(handler=run_predict)

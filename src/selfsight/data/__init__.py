@@ -65,7 +65,7 @@ def load_images(
         return _with_channels(data, channels)
     if isinstance(data, np.ndarray) or is_tensor(data):
         return _with_channels(from_arrays(data, labels=labels), channels)
-    if isinstance(data, str) and (data == FASHION_MNIST or data.startswith(FASHION_MNIST + ":")):
+    if _is_fashion_mnist(data):
         root = data[len(FASHION_MNIST) + 1 :] or None
         return _with_channels(load_fashion_mnist(split, root=root), channels)
     if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
@@ -82,11 +82,24 @@ def load_images(
 
 def load_every_image(data: Any, size: int, channels: int, progress: bool = True) -> ImageSet:
     """Every readable image of ``data`` for inference: a folder whole (also when it has train/
-    and test/ sub-folders), decoded at ``size``; any other source as :func:`load_images`."""
+    and test/ sub-folders), decoded at ``size``; Fashion-MNIST's training then test split, rows
+    named ``fashion-mnist-train/i`` and ``fashion-mnist-test/i``; any other source as
+    :func:`load_images`."""
     if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
         return load_folder(Path(data).expanduser(), size=size, channels=channels,
                            progress=progress)
+    if _is_fashion_mnist(data):
+        splits = [load_images(data, split=s, channels=channels) for s in _SPLITS]
+        return ImageSet(np.concatenate([s.images for s in splits]),
+                        np.concatenate([s.labels for s in splits]),
+                        files=[name for s in splits for name in s.row_names()],
+                        classes=splits[0].classes, name=FASHION_MNIST)
     return load_images(data, split="train", size=size, channels=channels)
+
+
+def _is_fashion_mnist(data: Any) -> bool:
+    return isinstance(data, str) and (data == FASHION_MNIST
+                                      or data.startswith(FASHION_MNIST + ":"))
 
 
 def _folder_for_split(root: Path, split: str) -> Path:
