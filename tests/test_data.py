@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -351,6 +352,17 @@ def test_split_folders_share_the_training_class_numbers(tmp_path):
     train, test = load_eval_sets(root, 8, 1)
     assert train.classes == test.classes == ["ant", "bee", "cat"]
     assert test.labels.tolist() == [1, 2]  # bee, cat: the training numbers
+    # A single class folder in test/ (nested one level deeper) is still that training class.
+    shutil.rmtree(root / "test" / "bee")
+    (root / "test" / "cat" / "deep").mkdir()
+    (root / "test" / "cat" / "0.png").rename(root / "test" / "cat" / "deep" / "0.png")
+    _solid("L", 240, 8).save(root / "test" / "cat" / "1.png")
+    train, test = load_eval_sets(root, 8, 1)
+    assert test.classes == train.classes and test.labels.tolist() == [2, 2]
+    (root / "test" / "loose.png").write_bytes((root / "test" / "cat" / "1.png").read_bytes())
+    with pytest.raises(ValueError, match="test/ has none"):
+        load_eval_sets(root, 8, 1)
+    (root / "test" / "loose.png").unlink()
     (root / "test" / "dog").mkdir()
     _solid("L", 60, 8).save(root / "test" / "dog" / "0.png")
     with pytest.raises(ValueError, match=r"test classes \['dog'\] have no training images"):

@@ -154,9 +154,26 @@ def load_eval_sets(data: Any, size: int, channels: int, labels: str | Path | Non
         train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
                                                stratify=both.labels, random_state=0)
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
+    if test.labels is None and labels is None and train.classes:
+        test = _label_by_training_folders(test, train, data)
     if train.labels is None or test.labels is None:
-        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV)")
+        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV) in "
+                         f"both train/ and test/; {'test' if train.labels is not None else 'train'}"
+                         "/ has none")
     return train, align_classes(test, train, data)
+
+
+def _label_by_training_folders(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
+    """``test`` labelled by the first-level sub-folders of ``data``/test when each names a
+    training class: one class folder alone is not a class split, but beside train/ it is."""
+    if not isinstance(data, (str, os.PathLike)) or not test.files:
+        return test
+    root = Path(data).expanduser() / "test"
+    parts = [Path(f).relative_to(root).parts for f in test.files]
+    if not all(len(p) >= 2 and p[0] in train.classes for p in parts):
+        return test
+    labels = np.array([train.classes.index(p[0]) for p in parts], dtype=np.int64)
+    return dataclasses.replace(test, labels=labels, classes=train.classes)
 
 
 def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
