@@ -1,5 +1,6 @@
 """`selfsight report`: a real tiny run and its evaluation, rendered in headless Chromium, where
-every embedded image must decode; missing sections become notes; the retrieval maths."""
+every embedded image must decode; figures that cannot be drawn are listed with the reason; the
+retrieval maths."""
 
 import json
 import re

@@ -1,8 +1,8 @@
 """``report(run)``: one self-contained HTML page (and its PNG figures) describing a run.
 
 Reads RUN/metrics.jsonl, RUN/config.yaml and RUN/eval/ (``<name>.json``,
-``<name>_predictions.npz``, ``<name>_label_efficiency.json``); every section that is absent is
-skipped with a short note instead of a figure.
+``<name>_predictions.npz``, ``<name>_label_efficiency.json``); a figure whose input is absent is
+listed, with the reason, in one "Not drawn" card of its section.
 """
 
 from __future__ import annotations
