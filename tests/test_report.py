@@ -20,6 +20,7 @@ from selfsight.reports import (
     distinct_pairs,
     efficiency_table,
     figures,
+    headline_rows,
     report,
     run_facts,
 )
@@ -242,3 +243,13 @@ def test_a_half_width_figure_alone_takes_the_whole_row():
     cards.append(Card("d", "D", "", png=png))
     html = page("t", "s", [], [Section("one", cards=cards)])
     assert '<section class="card" id="card-b">' in html and 'class="card" id="card-d"' in html
+
+
+def test_headline_has_a_savings_row_only_when_there_is_a_factor():
+    result = {"knn_k20": 0.89}
+    without = {"savings_factor": None, "savings_note": "one fraction run (0.01)"}
+    assert [r[0] for r in headline_rows(result, without)] == ["kNN top-1, k=20"]
+    assert dict(detail_rows(result, {**without, "recipe": "r"}))["savings factor"] == \
+        "one fraction run (0.01)"
+    rows = headline_rows(result, {"savings_factor": 5.27, "savings_upper_bound": True})
+    assert rows[-1][:2] == ("label savings factor vs scratch", "\u2264 5.27\u00d7")
