@@ -114,6 +114,34 @@ def test_report_renders_every_figure_in_chromium(tiny_run, tmp_path, capsys):
     assert f"{result['knn_k20']:.3f}" in html and f"{result['knn_k200']:.3f}" in html
 
 
+def test_explore_then_report_draws_the_clusters_of_unlabelled_images(tiny_run, tmp_path,
+                                                                     capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "report", "eval"))
+    images = tiny_run.parent / "images"  # 220 real garments; one test image copies a train one
+    assert main(["explore", str(run), str(images), "--max-clusters", "6", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    result = json.loads((run / "eval" / "images_explore.json").read_text())
+    assert result["images"] == 220 and 2 <= result["n_clusters"] <= 6
+    assert sum(c["size"] for c in result["clusters"]) == 220
+    assert f"220 images in {result['n_clusters']} clusters" in said
+    assert result["agreement_with_labels"]["classes"] == 10  # the folder's class sub-folders
+    rows = (run / "eval" / "images_clusters.csv").read_text().splitlines()
+    assert rows[0] == "file,cluster,similarity_to_centre" and len(rows) == 221
+    # The planted copy is found: test/<its class>/0.png and the training image it repeats.
+    files = [row.split(",")[0] for row in rows[1:]]
+    pairs = {tuple(sorted(Path(files[i]).parts[-3] for i in pair[:2]))
+             for pair in result["near_duplicates"]["examples"]}
+    assert ("test", "train") in pairs
+    page = report(run, progress=False)
+    html = page.read_text(encoding="utf-8")
+    keys = ("clusters", "map", "silhouette", "retrieval", "duplicates")
+    for key in keys:
+        assert f'id="fig-explore_{key}"' in html, key
+    assert "Without labels: images" in html and "Not drawn" not in html
+    assert (len(keys) + 1, 0) == decoded_images(page, tmp_path)[:2]  # + the training curves
+
+
 def test_probe_catches_an_image_that_does_not_decode(tmp_path):
     page = tmp_path / "bad" / "index.html"
     page.parent.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import time
 from dataclasses import asdict, replace
@@ -21,10 +22,18 @@ from selfsight.backbones import (
     resolve_alias,
 )
 from selfsight.config import config_from_dict
-from selfsight.data import FASHION_MNIST, ImageSet, align_classes, load_eval_sets, load_images
+from selfsight.data import (
+    FASHION_MNIST,
+    ImageSet,
+    align_classes,
+    load_eval_sets,
+    load_every_image,
+    load_images,
+)
 from selfsight.data.folder import write_skipped_report
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
+from selfsight.eval.explore import explore_features
 from selfsight.eval.extract import default_device
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import evaluation_sections
@@ -198,7 +207,7 @@ def evaluate(
     if pixels:
         baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
-    name = FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+    name = eval_name(data)
     out = run / "eval"
     out.mkdir(exist_ok=True)
     if full:
@@ -214,6 +223,42 @@ def evaluate(
                                  recipe, device, progress)
         (out / f"{name}_label_efficiency.json").write_text(json.dumps(study, indent=2))
         result["label_efficiency"] = study
+    return result
+
+
+def eval_name(data: Any) -> str:
+    """The stem of a source's files in RUN/eval: 'fashion-mnist' or the folder's name."""
+    return FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+
+
+def explore(run: str | Path, data: Any, clusters: int | None = None, max_clusters: int = 20,
+            device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """What is in unlabelled images, seen through the run's features (:mod:`eval.explore`):
+    clusters with their typical images, near-duplicates, and, where the source has labels, how
+    well the clusters agree with them. Writes ``RUN/eval/<data>_explore.json``, the features and
+    clusters (``_explore.npz``) and ``<data>_clusters.csv`` (file, cluster, similarity to its
+    centre) for sorting the images by cluster."""
+    run = Path(run)
+    backbone = load_backbone(run)
+    cfg = backbone.config
+    images = load_every_image(data, cfg.image_size, cfg.in_chans, progress)
+    started = time.perf_counter()
+    features = extract_features(backbone, images.images, device=default_device(device),
+                                progress=progress).numpy()
+    result, rows = explore_features(features, clusters, max_clusters, labels=images.labels)
+    result = {"run": str(run), "data": str(data), "images": len(images),
+              "skipped_files": len(images.skipped), **result,
+              "explore_seconds": round(time.perf_counter() - started, 1)}
+    out, name = run / "eval", eval_name(data)
+    out.mkdir(exist_ok=True)
+    (out / f"{name}_explore.json").write_text(json.dumps(result, indent=2))
+    np.savez_compressed(out / f"{name}_explore.npz", features=features.astype(np.float16),
+                        cluster=rows["cluster"])
+    with open(out / f"{name}_clusters.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "cluster", "similarity_to_centre"])
+        writer.writerows((file, int(c), f"{s:.4f}") for file, c, s in zip(
+            images.row_names(), rows["cluster"], rows["similarity"]))
     return result
 
 

@@ -135,6 +135,19 @@ def add_drift(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_drift)
 
 
+def add_explore(sub: argparse._SubParsersAction) -> None:
+    x = sub.add_parser("explore", help="what is in unlabelled images: clusters, typical images, "
+                                       "near-duplicates")
+    x.add_argument("run", help="run folder with backbone.safetensors")
+    x.add_argument("images", help=EVERY_IMAGE_HELP)
+    x.add_argument("--clusters", type=int, default=None,
+                   help="number of clusters (default: chosen by the silhouette)")
+    x.add_argument("--max-clusters", type=int, default=20,
+                   help="the silhouette choice tries 2 to this many clusters")
+    add_device_options(x)
+    x.set_defaults(handler=run_explore)
+
+
 def add_anomaly(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("anomaly", help="find defects: fit on normal images, score new ones")
     verbs = a.add_subparsers(dest="anomaly_command", required=True)
@@ -370,6 +383,7 @@ COMMANDS = [add_pretrain, add_evaluate, add_drift, add_list, add_anomaly, add_ex
 COMMANDS.append(add_report)
 COMMANDS.append(add_segment)
 COMMANDS += [add_finetune, add_predict]
+COMMANDS.append(add_explore)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,6 +514,31 @@ def run_drift(args: argparse.Namespace) -> int:
     print(f"MMD^2 {result['mmd2']:.5f} (95% of the no-drift null below "
           f"{result['null_mmd2_95']:.5f}), p = {result['p_value']:.4f}: {verdict}")
     print(f"written to {args.run}/eval/drift.json")
+    return 0
+
+
+def run_explore(args: argparse.Namespace) -> int:
+    import selfsight
+    from selfsight.api import eval_name
+
+    result = selfsight.explore(args.run, args.images, args.clusters, args.max_clusters,
+                               args.device, not args.no_progress)
+    scores = result["silhouette"]
+    chosen = (f"silhouette {scores[result['n_clusters']]:.3f}, the highest of k = "
+              f"{min(scores)}..{max(scores)}" if scores else "as given")
+    if scores and result["n_clusters"] == max(scores):
+        chosen += "; the largest k tried: a larger --max-clusters may fit better"
+    print(f"{result['images']:,} images in {result['n_clusters']} clusters ({chosen}); sizes: "
+          + ", ".join(f"{c['size']:,}" for c in result["clusters"]))
+    print(f"near-duplicate pairs: {result['near_duplicates']['pairs']:,}"
+          + (f"; unreadable files skipped: {result['skipped_files']}"
+             if result["skipped_files"] else ""))
+    if agreement := result.get("agreement_with_labels"):
+        print(f"agreement with the source's {agreement['classes']} labels: NMI "
+              f"{agreement['nmi']:.3f}, ARI {agreement['ari']:.3f}")
+    name = eval_name(args.images)
+    print(f"written to {args.run}/eval/{name}_explore.json and {name}_clusters.csv; "
+          f"`selfsight report {args.run}` draws them")
     return 0
 
 

@@ -81,19 +81,29 @@ def load_images(
 
 
 def load_every_image(data: Any, size: int, channels: int, progress: bool = True) -> ImageSet:
-    """Every readable image of ``data`` for inference: a folder whole (also when it has train/
-    and test/ sub-folders), decoded at ``size``; Fashion-MNIST's training then test split, rows
-    named ``fashion-mnist-train/i`` and ``fashion-mnist-test/i``; any other source as
+    """Every readable image of ``data`` for inference, decoded at ``size``: a folder whole; a
+    pre-split folder or Fashion-MNIST as its training then its test split, labelled by the
+    training classes where both splits have labels (Fashion-MNIST rows are named
+    ``fashion-mnist-train/i`` and ``fashion-mnist-test/i``); any other source as
     :func:`load_images`."""
+    if _is_fashion_mnist(data) or _is_split_folder(data):
+        train, test = (load_images(data, split=s, size=size, channels=channels,
+                                   progress=progress) for s in _SPLITS)
+        labels = None
+        if train.labels is not None and test.labels is not None:
+            try:
+                test = align_classes(test, train, data)
+                labels = np.concatenate([train.labels, test.labels])
+            except ValueError:  # a test class the training split lacks: no shared numbering
+                pass
+        return ImageSet(np.concatenate([train.images, test.images]), labels,
+                        files=train.row_names() + test.row_names(),
+                        classes=train.classes if labels is not None else None,
+                        skipped=train.skipped + test.skipped,
+                        name=FASHION_MNIST if _is_fashion_mnist(data) else Path(data).name)
     if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
         return load_folder(Path(data).expanduser(), size=size, channels=channels,
                            progress=progress)
-    if _is_fashion_mnist(data):
-        splits = [load_images(data, split=s, channels=channels) for s in _SPLITS]
-        return ImageSet(np.concatenate([s.images for s in splits]),
-                        np.concatenate([s.labels for s in splits]),
-                        files=[name for s in splits for name in s.row_names()],
-                        classes=splits[0].classes, name=FASHION_MNIST)
     return load_images(data, split="train", size=size, channels=channels)
 
 
@@ -102,9 +112,17 @@ def _is_fashion_mnist(data: Any) -> bool:
                                       or data.startswith(FASHION_MNIST + ":"))
 
 
+def _is_split_folder(data: Any) -> bool:
+    """A folder with train/ and test/ sub-folders: its two splits."""
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    root = Path(data).expanduser()
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
 def _folder_for_split(root: Path, split: str) -> Path:
     """``root/split`` when the folder is pre-split; the whole folder serves only as "train"."""
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if _is_split_folder(root):
         return root / split
     if split == "test":
         raise ValueError(

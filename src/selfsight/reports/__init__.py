@@ -68,6 +68,26 @@ CAPTIONS = {
     "instances": "Each coloured region is one instance that `selfsight segment` separated, with "
                  "no labels: MaskCut cuts of the backbone's patch features, or the segmenter "
                  "trained on them. Below: how many instances each image got.",
+    "explore_clusters": "Each row is a cluster that k-means found in the features, largest "
+                        "first; the images are the ones nearest its centre, the cluster's most "
+                        "typical members. No labels are used: name the clusters by looking. "
+                        "Every image's cluster is in the CSV listed below.",
+    "explore_map": "Each dot is an image, placed by t-SNE so that images with similar features "
+                   "sit close together, coloured by its cluster (the gallery's frame colours). "
+                   "Separate islands are groups the features tell apart; a cluster split "
+                   "across islands, or islands shared by clusters, are where k is too small or "
+                   "too large.",
+    "explore_silhouette": "The mean silhouette (how much closer each image is to its own "
+                          "cluster than to the next; 1 is perfect, 0 is no structure) of k-means "
+                          "with each number of clusters. The highest was chosen; a flat curve "
+                          "means several k describe the images about as well.",
+    "explore_retrieval": "Left: an image; to its right, the images whose features are most "
+                         "similar (cosine similarity under each). Green frame: the same cluster "
+                         "as the image on the left; red: another cluster.",
+    "explore_duplicates": "Each column: an image (top) and the image whose features it nearly "
+                          "repeats (bottom), cosine similarity above: copies, bursts of the same "
+                          "scene, or a re-saved file. Worth removing before training or before "
+                          "splitting into train and test.",
     "near_duplicates": "Each column: a test image (top) and the training image whose features "
                        "it nearly repeats (bottom), cosine similarity above. Test images with a "
                        "near-duplicate in the training set make kNN scores partly memory rather "
@@ -90,12 +110,19 @@ def report(run: str | Path, out: str | Path | None = None, progress: bool = True
     training = Section("Training")
     training.cards.append(_training_card(records, jobs))
     sections = [training]
-    if not evals:
+    explored = sorted((run / "eval").glob("*_explore.json")) if (run / "eval").is_dir() else []
+    if not evals and not explored:
         training.notes.append(f"No evaluation files in {run / 'eval'}: run `selfsight evaluate "
-                              f"{run}` to add accuracy, embedding and retrieval figures.")
+                              f"{run}` (labelled images) to add accuracy, embedding and "
+                              f"retrieval figures, or `selfsight explore {run} IMAGES` "
+                              "(unlabelled) for clusters and near-duplicates.")
     for name, result in evals.items():
         prefix = "" if len(evals) == 1 else f"{name}_"
         sections.append(eval_section(run, name, result, prefix, jobs))
+    for path in explored:
+        name = path.stem.removesuffix("_explore")
+        sections.append(explore_section(run, name, json.loads(path.read_text()),
+                                        "" if len(explored) == 1 else f"{name}_", jobs))
     if (run / "segment" / "summary.json").is_file():
         sections.append(segment_section(run, jobs))
     for card, build in tqdm(jobs, desc="report figures", disable=not progress, unit="figure"):
@@ -211,6 +238,89 @@ def segment_section(run: Path, jobs: list[tuple[Card, Callable[[], Any] | None]]
     return section
 
 
+# --- unlabelled images ---------------------------------------------------------------------
+
+
+def explore_section(run: Path, name: str, result: dict[str, Any], prefix: str,
+                    jobs: list[tuple[Card, Callable[[], Any] | None]]) -> Section:
+    """Clusters, their typical images, the map, retrieval and near-duplicates of
+    RUN/eval/<name>_explore.json (from ``selfsight explore``)."""
+    section = Section(f"Without labels: {name}")
+    arrays = _predictions(run / "eval" / f"{name}_explore.npz")
+    images = functools.cache(lambda: _explore_images(run, result))
+    k, scores = result["n_clusters"], {int(k): v for k, v in result["silhouette"].items()}
+    dups = result["near_duplicates"]
+    section.headline = [(m, v, "\u2013", None) for m, v in [
+        ("images", f"{result['images']:,}"),
+        ("clusters", f"{k} (silhouette {scores[k]:.3f})" if k in scores else f"{k} (given)"),
+        ("near-duplicate pairs", f"{dups['pairs']:,}")]]
+    if agreement := result.get("agreement_with_labels"):
+        section.headline.append((f"agreement with the {agreement['classes']} labels: NMI / ARI",
+                                 f"{agreement['nmi']:.3f} / {agreement['ari']:.3f}", "\u2013",
+                                 None))
+    section.details = [("data", str(result["data"])), ("clusters", f"k-means on L2-normalised "
+                        f"features, k {result['chosen_by']}"),
+                       ("every image's cluster", str(run / "eval" / f"{name}_clusters.csv")),
+                       ("unreadable files skipped", str(result.get("skipped_files", 0))),
+                       ("time", f"{result.get('explore_seconds')} s")]
+    no_arrays = None if arrays is not None else f"No eval/{name}_explore.npz."
+    loaded = None if no_arrays else _images_problem(images, {"test_labels": arrays["cluster"]})
+    names = [f"cluster {c}" for c in range(k)]
+
+    def card(key: str, title: str, build: Callable[[], Any], note: str | None,
+             wide: bool = False) -> None:
+        add_card(section, jobs, f"{prefix}explore_{key}", title, CAPTIONS[f"explore_{key}"],
+                 build, note, wide)
+
+    card("clusters", "Clusters and their most typical images",
+         lambda: figures.cluster_gallery(images()[1].images, result["clusters"]),
+         loaded or no_arrays, wide=True)
+    card("map", "Embedding map (t-SNE), coloured by cluster",
+         lambda: _embedding(arrays["features"], arrays["cluster"], names,
+                            "t-SNE of {n:,} images, coloured by cluster"), no_arrays)
+    card("silhouette", "Choosing the number of clusters",
+         lambda: figures.silhouette_curve(scores, k),
+         None if scores else "The number of clusters was given (--clusters), not chosen.")
+    if scores and k == max(scores):
+        section.cards[-1].caption += (" The choice is the largest k tried: `selfsight explore` "
+                                      "with a larger --max-clusters may find a better one.")
+    card("retrieval", "Nearest-neighbour retrieval",
+         lambda: _retrieval(arrays["features"], arrays["cluster"], images()[1].images, names),
+         no_arrays or loaded, wide=True)
+    card("duplicates", "Near-duplicates among the images",
+         lambda: figures.duplicate_pairs(images()[1].images, images()[1].images,
+                                         distinct_pairs(dups["examples"], DUPLICATE_EXAMPLES),
+                                         names=("image", "near copy")),
+         loaded or ("No near-duplicate pairs above the threshold." if not dups.get("examples")
+                    else None), wide=True)
+    return section
+
+
+def _explore_images(run: Path, result: dict[str, Any]) -> Any:
+    """(None, every image explored) in the order of the arrays file, shaped like
+    :func:`_eval_images` so the same checks apply, or the error that stopped them loading."""
+    from selfsight.backbones import load_backbone
+    from selfsight.data import load_every_image
+
+    try:
+        cfg = load_backbone(run).config
+        return None, load_every_image(result["data"], cfg.image_size, cfg.in_chans,
+                                      progress=False)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        return err
+
+
+def add_card(section: Section, jobs: list[tuple[Card, Callable[[], Any] | None]], key: str,
+             title: str, caption: str, build: Callable[[], Any] | None, note: str | None,
+             wide: bool = False) -> Card:
+    """A card in ``section`` whose figure ``build`` draws later (not when ``note`` says why it
+    cannot be drawn)."""
+    c = Card(key, title, caption, note=note, wide=wide)
+    jobs.append((c, None if note else build))
+    section.cards.append(c)
+    return c
+
+
 # --- one evaluation set --------------------------------------------------------------------
 
 
@@ -228,9 +338,7 @@ def eval_section(run: Path, name: str, result: dict[str, Any], prefix: str,
 
     def card(key: str, title: str, build: Callable[[], Any] | None, note: str | None,
              wide: bool = False, extra: str = "") -> None:
-        c = Card(prefix + key, title, CAPTIONS[key] + extra, note=note, wide=wide)
-        jobs.append((c, None if note else build))
-        section.cards.append(c)
+        add_card(section, jobs, prefix + key, title, CAPTIONS[key] + extra, build, note, wide)
 
     no_pred = None if predictions is not None else \
         f"No eval/{name}_predictions.npz (test features and kNN predictions)."
@@ -240,13 +348,15 @@ def eval_section(run: Path, name: str, result: dict[str, Any], prefix: str,
     dups = result.get("near_duplicates")
     # Order: half-width cards in pairs between the wide ones, so the grid has no holes.
     card("embedding", "Embedding map (t-SNE)",
-         lambda: _embedding(predictions, classes()), no_pred)
+         lambda: _embedding(predictions["test_features"], predictions["test_labels"],
+                            classes()), no_pred)
     card("confusion", "Confusion matrix",
          lambda: figures.confusion_matrix(np.array(per_class["confusion"]),
                                           per_class["classes"]),
          None if per_class else _missing(name, "per_class"))
     card("retrieval", "Nearest-neighbour retrieval",
-         lambda: _retrieval(predictions, images, classes()),
+         lambda: _retrieval(predictions["test_features"], predictions["test_labels"],
+                            images()[1].images, classes()),
          no_pred or _images_problem(images, predictions), wide=True)
     card("per_class", "Per-class accuracy",
          lambda: figures.per_class_accuracy(per_class["classes"], per_class["accuracy"],
@@ -333,8 +443,8 @@ def _images_problem(images: Callable[[], Any], predictions: dict | None) -> str 
     if isinstance(loaded, Exception):
         return f"Could not reload the evaluation images ({loaded})."
     if predictions is not None and len(loaded[1]) != len(predictions["test_labels"]):
-        return (f"The predictions file has {len(predictions['test_labels'])} test rows "
-                f"but the evaluation data now has {len(loaded[1])} test images.")
+        return (f"The saved features have {len(predictions['test_labels'])} rows but the "
+                f"images now number {len(loaded[1])}: the data changed since.")
     return None
 
 
@@ -349,21 +459,20 @@ def _class_names(result: dict[str, Any], predictions: dict | None,
     return [str(i) for i in range(n)]
 
 
-def _embedding(predictions: dict[str, np.ndarray], classes: list[str]) -> Any:
-    labels = predictions["test_labels"]
+def _embedding(features: np.ndarray, labels: np.ndarray, classes: list[str],
+               title: str | None = None) -> Any:
+    """t-SNE of a sample spread over the labels; ``title`` may use {n}, the points drawn."""
     rows = figures.spread_sample(labels, EMBED_POINTS)
-    points = figures.tsne_2d(predictions["test_features"][rows])
-    return figures.embedding_map(points, labels[rows], classes)
+    points = figures.tsne_2d(features[rows])
+    return figures.embedding_map(points, labels[rows], classes,
+                                 title.format(n=len(rows)) if title else None)
 
 
-def _retrieval(predictions: dict[str, np.ndarray], images: Callable[[], Any],
+def _retrieval(features: np.ndarray, labels: np.ndarray, images: np.ndarray,
                classes: list[str]) -> Any:
-    labels = predictions["test_labels"]
     queries = figures.pick_queries(labels, QUERIES)
-    neighbours, sims = figures.nearest_neighbours(predictions["test_features"], queries,
-                                                  NEIGHBOURS)
-    return figures.retrieval_grid(images()[1].images, labels, classes, queries, neighbours,
-                                  sims)
+    neighbours, sims = figures.nearest_neighbours(features, queries, NEIGHBOURS)
+    return figures.retrieval_grid(images, labels, classes, queries, neighbours, sims)
 
 
 # --- tables --------------------------------------------------------------------------------

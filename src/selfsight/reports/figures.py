@@ -100,8 +100,10 @@ def spread_sample(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
 
 
 @_styled
-def embedding_map(points: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> Figure:
-    """(N, 2) embedded points coloured by label, with a legend of class names."""
+def embedding_map(points: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                  title: str | None = None) -> Figure:
+    """(N, 2) embedded points coloured by label (a class, or a cluster), with a legend of their
+    names."""
     fig = new_figure(HALF, 6.6)
     ax = fig.add_subplot()
     colours = class_colours(len(classes))
@@ -115,7 +117,7 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     ax.grid(False)
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"t-SNE of {len(points):,} test features, coloured by true class")
+    ax.set_title(title or f"t-SNE of {len(points):,} test features, coloured by true class")
     fig.legend(loc="outside lower center", ncols=min(5, max(1, len(classes))), markerscale=3.5,
                handletextpad=0.2, columnspacing=0.9, fontsize=9.5)
     return fig
@@ -212,19 +214,58 @@ def retrieval_grid(images: np.ndarray, labels: np.ndarray, classes: Sequence[str
 
 @_styled
 def duplicate_pairs(test_images: np.ndarray, train_images: np.ndarray,
-                    pairs: Sequence[Sequence[float]]) -> Figure:
+                    pairs: Sequence[Sequence[float]],
+                    names: tuple[str, str] = ("test", "train")) -> Figure:
     """Near-duplicate examples: each column a test image above the training image it nearly
-    repeats, with their cosine similarity."""
+    repeats (or, with other ``names``, any image above its near copy), with their cosine
+    similarity."""
     rows = [[test_images[int(p[0])] for p in pairs], [train_images[int(p[1])] for p in pairs]]
     canvas, xs, ys, _ = image_mosaic(rows, [[GRAY] * len(pairs)] * 2, row_gap=12)
     fig = new_figure(min(WIDE, 1.25 * len(pairs) + 1.0), 3.0)
     ax = _mosaic_axes(fig, canvas)
     for c, (_, _, sim) in enumerate(pairs):
         ax.text(xs[c], -12, f"{sim:.3f}", ha="center", va="bottom", fontsize=10)
-    for r, name in enumerate(("test", "train")):
+    for r, name in enumerate(names):
         ax.text(-14, ys[r], name, ha="right", va="center", fontsize=10.5)
     ax.set_xlim(-90, canvas.shape[1])
     ax.set_ylim(canvas.shape[0], -50)
+    return fig
+
+
+@_styled
+def cluster_gallery(images: np.ndarray, clusters: Sequence[dict[str, Any]]) -> Figure:
+    """Each row a cluster: its most typical images (nearest its centre), framed in the cluster's
+    colour of the embedding map, with its size."""
+    colours = class_colours(len(clusters))
+    rows = [[images[i] for i in c["typical"]] for c in clusters]
+    borders = [[colours[c["cluster"]]] * len(row) for c, row in zip(clusters, rows)]
+    canvas, xs, ys, _ = image_mosaic(rows, borders, row_gap=14)
+    fig = new_figure(WIDE, WIDE * canvas.shape[0] / canvas.shape[1] * 0.8 + 0.3)
+    ax = _mosaic_axes(fig, canvas)
+    total = sum(c["size"] for c in clusters)
+    for r, c in enumerate(clusters):
+        ax.text(xs[0] - 80, ys[r], f"cluster {c['cluster']}\n{c['size']:,} images "
+                f"({100 * c['size'] / total:.0f}%)", ha="right", va="center", fontsize=10.5)
+    ax.set_xlim(-260, canvas.shape[1])
+    return fig
+
+
+@_styled
+def silhouette_curve(scores: dict[int, float], chosen: int) -> Figure:
+    """Mean silhouette of the k-means partition against the number of clusters, the choice
+    marked."""
+    ks = sorted(scores)
+    fig = new_figure(HALF, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(ks, [scores[k] for k in ks], marker="o", lw=2, ms=5, color=ACCENT)
+    if chosen in scores:
+        ax.scatter([chosen], [scores[chosen]], s=160, facecolors="none", edgecolors="#ea580c",
+                   linewidths=2, zorder=3, label=f"chosen: {chosen} clusters")
+        ax.legend(loc="best")
+    ax.set_xticks(ks if len(ks) <= 20 else ks[::2])
+    ax.set_xlabel("number of clusters k")
+    ax.set_ylabel("mean silhouette")
+    ax.set_title("How well separated the clusters are")
     return fig
 
 
