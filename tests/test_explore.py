@@ -6,6 +6,7 @@ import pytest
 from sklearn.metrics import silhouette_score
 
 from selfsight.eval.explore import choose_clusters, explore_features
+from selfsight.label_selection import typical_picks, typicality
 
 
 def planted_blobs(sizes: tuple[int, ...], dim: int = 16, noise: float = 0.05,
@@ -60,3 +61,32 @@ def test_a_given_number_of_clusters_is_kept_and_impossible_ones_refused():
         explore_features(features, clusters=50)
     with pytest.raises(ValueError, match="need at least 2 clusters"):
         choose_clusters(features[:2], range(2, 5))
+
+
+def test_typicality_is_the_inverse_mean_squared_distance_to_the_nearest_others():
+    points = np.random.default_rng(0).normal(size=(30, 4))
+    squared = ((points[:, None] - points[None]) ** 2).sum(-1)
+    np.fill_diagonal(squared, np.inf)
+    expected = 1 / (np.sort(squared, axis=1)[:, :5].mean(1) + 1e-5)
+    np.testing.assert_allclose(typicality(points, 5), expected, rtol=1e-5)
+
+
+def test_typiclust_picks_one_typical_image_per_group_then_cycles_without_repeats():
+    features, labels = planted_blobs((200, 120, 60, 30, 12), noise=0.2)
+    picks, clusters, scores = typical_picks(features, 5)
+    assert sorted(labels[picks].tolist()) == [0, 1, 2, 3, 4]  # every group once, even of 12
+    assert len(set(clusters.tolist())) == 5
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    for pick, score in zip(picks, scores):
+        group = np.flatnonzero(labels == labels[pick])
+        best = typicality(unit[group], min(20, len(group) // 2))
+        assert group[np.argmax(best)] == pick and score == pytest.approx(best.max())
+    # Random draws of 5 of these 422 images miss a group most of the time.
+    rng = np.random.default_rng(0)
+    misses = np.mean([len(set(labels[rng.choice(422, 5, replace=False)])) < 5
+                      for _ in range(200)])
+    assert misses > 0.5
+    many, _, _ = typical_picks(features, 60)
+    assert len(set(many.tolist())) == 60
+    with pytest.raises(ValueError, match="cannot pick 500 images to label out of 422"):
+        typical_picks(features, 500)

@@ -119,7 +119,8 @@ def test_explore_then_report_draws_the_clusters_of_unlabelled_images(tiny_run, t
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "report", "eval"))
     images = tiny_run.parent / "images"  # 220 real garments; one test image copies a train one
-    assert main(["explore", str(run), str(images), "--max-clusters", "6", "--no-progress"]) == 0
+    assert main(["explore", str(run), str(images), "--max-clusters", "6", "--suggest", "12",
+                 "--no-progress"]) == 0
     said = capsys.readouterr().out
     result = json.loads((run / "eval" / "images_explore.json").read_text())
     assert result["images"] == 220 and 2 <= result["n_clusters"] <= 6
@@ -133,9 +134,15 @@ def test_explore_then_report_draws_the_clusters_of_unlabelled_images(tiny_run, t
     pairs = {tuple(sorted(Path(files[i]).parts[-3] for i in pair[:2]))
              for pair in result["near_duplicates"]["examples"]}
     assert ("test", "train") in pairs
+    # Twelve different images to label first, in the CSV in pick order, covering most classes.
+    picked = (run / "eval" / "images_to_label.csv").read_text().splitlines()
+    assert picked[0] == "order,file,pick_cluster,typicality" and len(picked) == 13
+    assert [int(row.split(",")[0]) for row in picked[1:]] == list(range(1, 13))
+    assert len({row.split(",")[1] for row in picked[1:]}) == 12
+    assert result["to_label"]["classes_covered"] >= 6 and "12 images to label first" in said
     page = report(run, progress=False)
     html = page.read_text(encoding="utf-8")
-    keys = ("clusters", "map", "silhouette", "retrieval", "duplicates")
+    keys = ("clusters", "map", "silhouette", "retrieval", "to_label", "duplicates")
     for key in keys:
         assert f'id="fig-explore_{key}"' in html, key
     assert "Without labels: images" in html and "Not drawn" not in html

@@ -1,4 +1,5 @@
-"""The public verbs: ``pretrain``, ``evaluate`` and ``drift`` (the CLI calls exactly these)."""
+"""The public verbs: ``pretrain``, ``evaluate``, ``explore`` and ``drift`` (the CLI calls exactly
+these)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from selfsight.eval.explore import explore_features
 from selfsight.eval.extract import default_device
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import evaluation_sections
+from selfsight.label_selection import typical_picks
 from selfsight.methods import get_method
 from selfsight.train.fit import TrainConfig, fit
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig
@@ -232,12 +234,14 @@ def eval_name(data: Any) -> str:
 
 
 def explore(run: str | Path, data: Any, clusters: int | None = None, max_clusters: int = 20,
-            device: str | None = None, progress: bool = True) -> dict[str, Any]:
+            suggest: int = 0, device: str | None = None, progress: bool = True,
+            ) -> dict[str, Any]:
     """What is in unlabelled images, seen through the run's features (:mod:`eval.explore`):
     clusters with their typical images, near-duplicates, and, where the source has labels, how
     well the clusters agree with them. Writes ``RUN/eval/<data>_explore.json``, the features and
     clusters (``_explore.npz``) and ``<data>_clusters.csv`` (file, cluster, similarity to its
-    centre) for sorting the images by cluster."""
+    centre) for sorting the images by cluster. ``suggest`` N also picks the N images to label
+    first (TypiClust, :mod:`label_selection`) into ``<data>_to_label.csv``."""
     run = Path(run)
     backbone = load_backbone(run)
     cfg = backbone.config
@@ -247,19 +251,34 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
                                 progress=progress).numpy()
     result, rows = explore_features(features, clusters, max_clusters, labels=images.labels)
     result = {"run": str(run), "data": str(data), "images": len(images),
-              "skipped_files": len(images.skipped), **result,
-              "explore_seconds": round(time.perf_counter() - started, 1)}
+              "skipped_files": len(images.skipped), **result}
     out, name = run / "eval", eval_name(data)
     out.mkdir(exist_ok=True)
+    if suggest:
+        picks, picked_from, typical = typical_picks(features, suggest)
+        result["to_label"] = {"method": "TypiClust (Hacohen et al., 2022)", "budget": suggest,
+                              "rows": picks.tolist(), "file": str(out / f"{name}_to_label.csv")}
+        if images.labels is not None:
+            result["to_label"]["classes_covered"] = len(np.unique(images.labels[picks]))
+        names = images.row_names()
+        write_csv(out / f"{name}_to_label.csv", ["order", "file", "pick_cluster", "typicality"],
+                  ((i + 1, names[r], int(c), f"{t:.4g}")
+                   for i, (r, c, t) in enumerate(zip(picks, picked_from, typical))))
+    result["explore_seconds"] = round(time.perf_counter() - started, 1)
     (out / f"{name}_explore.json").write_text(json.dumps(result, indent=2))
     np.savez_compressed(out / f"{name}_explore.npz", features=features.astype(np.float16),
                         cluster=rows["cluster"])
-    with open(out / f"{name}_clusters.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "cluster", "similarity_to_centre"])
-        writer.writerows((file, int(c), f"{s:.4f}") for file, c, s in zip(
-            images.row_names(), rows["cluster"], rows["similarity"]))
+    write_csv(out / f"{name}_clusters.csv", ["file", "cluster", "similarity_to_centre"],
+              ((file, int(c), f"{s:.4f}") for file, c, s in zip(
+                  images.row_names(), rows["cluster"], rows["similarity"])))
     return result
+
+
+def write_csv(path: Path, header: list[str], rows: Any) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def training_throughput(run: Path) -> float | None:

@@ -144,6 +144,8 @@ def add_explore(sub: argparse._SubParsersAction) -> None:
                    help="number of clusters (default: chosen by the silhouette)")
     x.add_argument("--max-clusters", type=int, default=20,
                    help="the silhouette choice tries 2 to this many clusters")
+    x.add_argument("--suggest", type=int, default=0, metavar="N",
+                   help="also pick the N images to label first (TypiClust)")
     add_device_options(x)
     x.set_defaults(handler=run_explore)
 
@@ -522,7 +524,7 @@ def run_explore(args: argparse.Namespace) -> int:
     from selfsight.api import eval_name
 
     result = selfsight.explore(args.run, args.images, args.clusters, args.max_clusters,
-                               args.device, not args.no_progress)
+                               args.suggest, args.device, not args.no_progress)
     scores = result["silhouette"]
     chosen = (f"silhouette {scores[result['n_clusters']]:.3f}, the highest of k = "
               f"{min(scores)}..{max(scores)}" if scores else "as given")
@@ -536,6 +538,10 @@ def run_explore(args: argparse.Namespace) -> int:
     if agreement := result.get("agreement_with_labels"):
         print(f"agreement with the source's {agreement['classes']} labels: NMI "
               f"{agreement['nmi']:.3f}, ARI {agreement['ari']:.3f}")
+    if picks := result.get("to_label"):
+        covered = (f", covering {picks['classes_covered']} of the source's classes"
+                   if "classes_covered" in picks else "")
+        print(f"{picks['budget']} images to label first{covered}: {picks['file']}")
     name = eval_name(args.images)
     print(f"written to {args.run}/eval/{name}_explore.json and {name}_clusters.csv; "
           f"`selfsight report {args.run}` draws them")

@@ -29,6 +29,7 @@ EMBED_POINTS = 3000
 QUERIES = 8
 NEIGHBOURS = 8
 DUPLICATE_EXAMPLES = 8
+SUGGESTIONS_SHOWN = 40
 
 CAPTIONS = {
     "training": "Left: against wall-clock time; right: against images seen. The loss should "
@@ -84,6 +85,12 @@ CAPTIONS = {
     "explore_retrieval": "Left: an image; to its right, the images whose features are most "
                          "similar (cosine similarity under each). Green frame: the same cluster "
                          "as the image on the left; red: another cluster.",
+    "explore_to_label": "The images to label first, in order, as TypiClust picks them (Hacohen "
+                        "et al., 2022): the features are split into as many k-means clusters as "
+                        "labels to spend, and each pick is the most typical image of one "
+                        "cluster, largest first. With few labels this covers every kind of "
+                        "image once with a clear example, where a random draw repeats the "
+                        "common kinds and spends labels on oddities.",
     "explore_duplicates": "Each column: an image (top) and the image whose features it nearly "
                           "repeats (bottom), cosine similarity above: copies, bursts of the same "
                           "scene, or a re-saved file. Worth removing before training or before "
@@ -287,6 +294,16 @@ def explore_section(run: Path, name: str, result: dict[str, Any], prefix: str,
     card("retrieval", "Nearest-neighbour retrieval",
          lambda: _retrieval(arrays["features"], arrays["cluster"], images()[1].images, names),
          no_arrays or loaded, wide=True)
+    if picks := result.get("to_label"):
+        card("to_label", f"Label these first ({picks['budget']:,} images)",
+             lambda: figures.numbered_images(images()[1].images,
+                                             picks["rows"][:SUGGESTIONS_SHOWN]),
+             loaded, wide=True)
+        section.cards[-1].caption += (
+            f" {min(picks['budget'], SUGGESTIONS_SHOWN)} of {picks['budget']:,} shown; all of "
+            f"them in {picks['file']}"
+            + (f"; they cover {picks['classes_covered']} of the source's classes."
+               if "classes_covered" in picks else "."))
     card("duplicates", "Near-duplicates among the images",
          lambda: figures.duplicate_pairs(images()[1].images, images()[1].images,
                                          distinct_pairs(dups["examples"], DUPLICATE_EXAMPLES),

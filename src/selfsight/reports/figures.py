@@ -251,6 +251,21 @@ def cluster_gallery(images: np.ndarray, clusters: Sequence[dict[str, Any]]) -> F
 
 
 @_styled
+def numbered_images(images: np.ndarray, rows: Sequence[int], columns: int = 10) -> Figure:
+    """Images in reading order, each numbered above (1 = first)."""
+    tiles = [images[r] for r in rows]
+    grid = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    canvas, xs, ys, height = image_mosaic(grid, [[GRAY] * len(g) for g in grid], row_gap=30)
+    fig = new_figure(WIDE, WIDE * canvas.shape[0] / canvas.shape[1] * 0.9 + 0.3)
+    ax = _mosaic_axes(fig, canvas)
+    for i in range(len(tiles)):
+        ax.text(xs[i % columns], ys[i // columns] - height / 2 - 4, f"{i + 1}", ha="center",
+                va="bottom", fontsize=10, color="#374151")
+    ax.set_ylim(canvas.shape[0], -30)
+    return fig
+
+
+@_styled
 def silhouette_curve(scores: dict[int, float], chosen: int) -> Figure:
     """Mean silhouette of the k-means partition against the number of clusters, the choice
     marked."""
