@@ -250,8 +250,8 @@ def segment_section(run: Path, jobs: list[tuple[Card, Callable[[], Any] | None]]
 
 def explore_section(run: Path, name: str, result: dict[str, Any], prefix: str,
                     jobs: list[tuple[Card, Callable[[], Any] | None]]) -> Section:
-    """Clusters, their typical images, the map, retrieval and near-duplicates of
-    RUN/eval/<name>_explore.json (from ``selfsight explore``)."""
+    """Clusters, their typical images, the map, retrieval, the images to label first (with
+    ``--suggest``) and near-duplicates of RUN/eval/<name>_explore.json (``selfsight explore``)."""
     section = Section(f"Without labels: {name}")
     arrays = _predictions(run / "eval" / f"{name}_explore.npz")
     images = functools.cache(lambda: _explore_images(run, result))
