@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import normalize
 
 NEIGHBOURS = 20
 MIN_CLUSTER = 5  # smaller clusters are left out: too small to be a region worth a label
@@ -33,8 +34,7 @@ def typical_picks(features: np.ndarray, budget: int, seed: int = 0,
                   neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows to label in order, each pick's cluster, each pick's typicality) for ``budget``
     labels among the (N, D) ``features`` (L2-normalised here)."""
-    x = np.asarray(features, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = normalize(np.asarray(features, dtype=np.float32))
     if not 1 <= budget <= len(x):
         raise ValueError(f"cannot pick {budget} images to label out of {len(x)}")
     k = min(budget, MAX_CLUSTERS)

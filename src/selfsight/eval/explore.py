@@ -9,22 +9,18 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.preprocessing import normalize
 
 from selfsight.eval.drift import near_duplicates
 
 SILHOUETTE_SAMPLE = 4000  # silhouettes cost O(n^2): scored on a seeded sample
 
 
-def _unit(features: np.ndarray) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def choose_clusters(features: np.ndarray, candidates: range | list[int], seed: int = 0,
                     sample: int = SILHOUETTE_SAMPLE) -> tuple[int, dict[int, float]]:
     """The k among ``candidates`` whose k-means partition of (a sample of) the L2-normalised
     ``features`` has the highest mean silhouette, and the silhouette of every k tried."""
-    x = _unit(features)
+    x = normalize(np.asarray(features, dtype=np.float32))
     if len(x) > sample:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample, replace=False))]
     ks = [k for k in candidates if 2 <= k < len(x)]
@@ -44,7 +40,7 @@ def explore_features(features: np.ndarray, clusters: int | None = None, max_clus
     ``typical`` rows (nearest the centre).
     With ``labels`` (a labelled source explored as if it had none) the agreement of the clusters
     with them (NMI, ARI) says whether the clusters found are the classes."""
-    x = _unit(features)
+    x = normalize(np.asarray(features, dtype=np.float32))
     if clusters is None:
         clusters, scores = choose_clusters(x, range(2, max_clusters + 1), seed)
         how = f"highest mean silhouette among k = 2..{max_clusters}"
@@ -57,7 +53,7 @@ def explore_features(features: np.ndarray, clusters: int | None = None, max_clus
     rank = np.empty(clusters, dtype=np.int64)
     rank[order] = np.arange(clusters)
     assigned = rank[kmeans.labels_]
-    centres = _unit(kmeans.cluster_centers_[order])
+    centres = normalize(kmeans.cluster_centers_[order])
     closeness = np.einsum("nd,nd->n", x, centres[assigned])  # cosine to own centre
     found = []
     for c in range(clusters):
