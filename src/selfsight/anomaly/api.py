@@ -15,17 +15,13 @@ from selfsight.anomaly.model import AnomalyConfig, AnomalyModel
 from selfsight.anomaly.overlay import save_overlay
 from selfsight.backbones import load_backbone
 from selfsight.config import config_from_dict
-from selfsight.data import ImageSet, load_images
+from selfsight.data import ImageSet, load_every_image, load_images
 from selfsight.eval.extract import default_device
 
 
 def _images(data: Any, size: int, channels: int) -> ImageSet:
     """Anything ``load_images`` accepts; folders are decoded at the model's input size."""
     return load_images(data, split="train", size=size, channels=channels)
-
-
-def _names(images: ImageSet) -> list[str]:
-    return list(images.files) if images.files else [f"image_{i:05d}" for i in range(len(images))]
 
 
 def _label(data: Any) -> str:
@@ -59,10 +55,11 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
     and overlay PNGs of the ``overlays`` highest-scoring images to OUT/overlays/ (default OUT:
     MODEL_DIR/scores). Returns the JSON content."""
     model = AnomalyModel.load(model_dir)
-    data = _images(images, model.image_size, model.backbone.config.in_chans)
+    # Every image, as embed and predict read them (a pre-split folder: train/ then test/).
+    data = load_every_image(images, model.image_size, model.backbone.config.in_chans, progress)
     started = time.perf_counter()
     scores = model.score(data.images, device=device, progress=progress)
-    names, cal = _names(data), model.calibration
+    names, cal = data.row_names(), model.calibration
     out = Path(out) if out is not None else Path(model_dir) / "scores"
     out.mkdir(parents=True, exist_ok=True)
     ranked = np.argsort(-scores["image"], kind="stable")[:max(0, overlays)]
