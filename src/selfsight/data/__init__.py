@@ -168,7 +168,8 @@ def load_eval_sets(data: Any, size: int, channels: int, labels: str | Path | Non
         both = train
         if both.labels is None:
             raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
-                             "file,label) to evaluate with") from None
+                             "file,label) to evaluate with; unlabelled images are explored "
+                             "instead: `selfsight explore RUN IMAGES`") from None
         train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
                                                stratify=both.labels, random_state=0)
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
