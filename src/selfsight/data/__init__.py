@@ -90,12 +90,14 @@ def load_every_image(data: Any, size: int, channels: int, progress: bool = True)
         train, test = (load_images(data, split=s, size=size, channels=channels,
                                    progress=progress) for s in _SPLITS)
         labels = None
-        if train.labels is not None and test.labels is not None:
+        if train.labels is not None:
             try:
-                test = align_classes(test, train, data)
-                labels = np.concatenate([train.labels, test.labels])
+                test = _in_training_classes(test, train, data)
             except ValueError:  # a test class the training split lacks: no shared numbering
                 pass
+            else:
+                if test.labels is not None:
+                    labels = np.concatenate([train.labels, test.labels])
         return ImageSet(np.concatenate([train.images, test.images]), labels,
                         files=train.row_names() + test.row_names(),
                         classes=train.classes if labels is not None else None,
@@ -173,13 +175,21 @@ def load_eval_sets(data: Any, size: int, channels: int, labels: str | Path | Non
         train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
                                                stratify=both.labels, random_state=0)
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
-    if test.labels is None and labels is None and train.classes:
-        test = _label_by_training_folders(test, train, data)
+    if labels is None:
+        test = _in_training_classes(test, train, data)
     if train.labels is None or test.labels is None:
         raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV) in "
                          f"both train/ and test/; {'test' if train.labels is not None else 'train'}"
                          "/ has none")
     return train, align_classes(test, train, data)
+
+
+def _in_training_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
+    """A pre-split folder's ``test`` labelled and numbered by the training classes: a single
+    class folder in test/ is one of them, and every test class must be one of them."""
+    if test.labels is None and train.classes:
+        test = _label_by_training_folders(test, train, data)
+    return align_classes(test, train, data)
 
 
 def _label_by_training_folders(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
