@@ -1,21 +1,54 @@
-"""selfsight: self-supervised visual representation learning on unlabeled images, measured."""
+"""selfsight: self-supervised visual representation learning on unlabeled images, measured.
 
-from selfsight.anomaly import anomaly_fit, anomaly_score
-from selfsight.api import drift, evaluate, explore, pretrain
-from selfsight.backbones import Backbone, BackboneConfig, list_backbones, load_backbone
-from selfsight.classify import finetune, load_classifier, predict
-from selfsight.distill import distill
-from selfsight.export import embed, export_onnx
-from selfsight.methods import list_methods
-from selfsight.reports import report
-from selfsight.segment import segment
+The public verbs load on first use (PEP 562), so ``import selfsight`` and the command line's
+``--help`` stay fast: torch, Lightning, matplotlib and ONNX load only when a verb runs."""
 
-__all__ = ["Backbone", "BackboneConfig", "anomaly_fit", "anomaly_score", "drift", "evaluate",
-           "list_backbones", "list_methods",
-           "load_backbone", "pretrain"]
-__all__ += ["distill", "embed", "export_onnx"]  # deployment
-__all__ += ["explore"]  # unlabelled images: clusters, near-duplicates
-__all__ += ["report"]
-__all__ += ["segment"]  # instance masks without labels
-__all__ += ["finetune", "load_classifier", "predict"]  # a classifier for your labels
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "anomaly_fit": "selfsight.anomaly", "anomaly_score": "selfsight.anomaly",
+    "drift": "selfsight.api", "evaluate": "selfsight.api", "explore": "selfsight.api",
+    "pretrain": "selfsight.api",
+    "Backbone": "selfsight.backbones", "BackboneConfig": "selfsight.backbones",
+    "list_backbones": "selfsight.backbones", "load_backbone": "selfsight.backbones",
+    "finetune": "selfsight.classify", "load_classifier": "selfsight.classify",
+    "predict": "selfsight.classify",
+    "distill": "selfsight.distill",
+    "embed": "selfsight.export", "export_onnx": "selfsight.export",
+    "list_methods": "selfsight.methods",
+    "report": "selfsight.reports",
+    "segment": "selfsight.segment",
+}
+__all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'selfsight' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+class _Verbs(types.ModuleType):
+    """``selfsight.distill`` and ``selfsight.segment`` are verbs, though packages of the same
+    name exist (importing a submodule sets the package attribute): the verb always wins."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("distill", "segment"):
+            return getattr(importlib.import_module(f"selfsight.{name}"), name)
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _Verbs

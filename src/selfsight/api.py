@@ -3,7 +3,6 @@ these)."""
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import time
@@ -32,28 +31,20 @@ from selfsight.data import (
     load_images,
 )
 from selfsight.data.folder import write_skipped_report
+from selfsight.device import current_precision, default_device, device_for, runs_at_precision
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
 from selfsight.eval.explore import explore_features
-from selfsight.eval.extract import default_device
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
-from selfsight.eval.suite import evaluation_sections
+from selfsight.eval.suite import SectionSizes, evaluation_sections
 from selfsight.label_selection import typical_picks
 from selfsight.methods import get_method
-from selfsight.train.fit import TrainConfig, fit
+from selfsight.progress import stage
+from selfsight.train.defaults import choose_backbone, choose_batch_size
+from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig
 
 KNN_MONITOR_SIZE = 10_000
-
-
-def parse_value(text: str) -> Any:
-    """'0.1' -> 0.1, '32,64' -> (32, 64), 'true' -> True, anything else stays a string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def override_views(views: MultiViewConfig, options: dict[str, Any] | None) -> MultiViewConfig:
@@ -85,10 +76,10 @@ def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
 def pretrain(
     data: Any = FASHION_MNIST,
     method: str = "simclr",
-    backbone: str = "resnet18",
+    backbone: str = "auto",
     out: str | Path | None = None,
     epochs: int = 100,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     *,
     image_size: int | None = None,
     view_size: int | None = None,
@@ -111,12 +102,16 @@ def pretrain(
     """
     method_cls = get_method(method)
     config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
+    device = device_for(train_options.get("accelerator", "auto"))
+    backbone = choose_backbone(backbone, device, vit=method_cls.requires_vit)
     if method_cls.requires_vit and not is_vit_name(resolve_alias(backbone)[0]):
         raise ValueError(f"{method} needs a ViT backbone (patch tokens), got '{backbone}'; "
                          "try --backbone vit_tiny_patch16_224")
-    train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
+    train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size or 1,
                                                **train_options}, "training options")
+    train_cfg, precision = with_resolved_precision(train_cfg)
     images = load_images(data, split="train", size=image_size, channels=channels)
+    train_cfg = replace(train_cfg, batch_size=choose_batch_size(batch_size, device, len(images)))
     # Inference at the training crop size measured best here (kNN +1 point over upscaling).
     size = image_size or view_size or images.size[0]
     backbone_cfg = backbone_config(backbone, images.channels, size, backbone_options)
@@ -136,13 +131,12 @@ def pretrain(
     resolved = {"data": data if isinstance(data, str) else images.name,
                 "num_images": len(images), "skipped_files": len(images.skipped),
                 "backbone": asdict(backbone_cfg), "train": asdict(train_cfg),
+                "precision_reason": precision.reason,
                 **model.describe(), "torch": str(torch.__version__)}
     resolved = _plain(resolved)
     check_same_recipe(run_dir / "config.yaml", resolved, resume)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    trainer = fit(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
-    if trainer.is_global_zero:
-        model.backbone.save(run_dir)
+    fit_and_save(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
     return run_dir
 
 
@@ -169,6 +163,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@runs_at_precision
 def evaluate(
     run: str | Path,
     data: Any = FASHION_MNIST,
@@ -183,13 +178,15 @@ def evaluate(
     recipe: FinetuneRecipe | None = None,
     device: str | None = None,
     progress: bool = True,
+    sizes: SectionSizes | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's frozen backbone; written to ``RUN/eval/<data>.json``.
 
     Always kNN (and the linear probe); with ``full`` also a kNN sweep, few-shot, clustering,
     robustness, per-class coverage, near-duplicates and inference cost, plus the test features
     and predictions (``<data>_predictions.npz``); with ``label_fractions`` the label-efficiency
-    A/B against training from scratch (``<data>_label_efficiency.json``)."""
+    A/B against training from scratch (``<data>_label_efficiency.json``). ``sizes``: how many
+    images robustness and clustering use (default: seeded subsamples, see SectionSizes)."""
     run = Path(run)
     backbone = load_backbone(run)
     device = default_device(device)
@@ -200,21 +197,25 @@ def evaluate(
     test_f = extract_features(backbone, test.images, device=device, progress=progress)
     y_train, y_test = torch.tensor(train.labels), torch.tensor(test.labels)
     result: dict[str, Any] = {"run": str(run), "data": str(data), "train_images": len(train),
-                              "test_images": len(test), "backbone": cfg.name, "temperature":
-                              temperature, **knn_accuracy(train_f, y_train, test_f, y_test, ks,
-                                                          temperature)}
+                              "test_images": len(test), "backbone": cfg.name,
+                              "precision": current_precision(device).name,
+                              "temperature": temperature}
+    with stage(f"kNN (k = {', '.join(map(str, ks))}) on {len(test):,} test images", progress):
+        result.update(knn_accuracy(train_f, y_train, test_f, y_test, ks, temperature))
     if linear:
-        result.update(linear_probe(train_f, y_train, test_f, y_test))
+        with stage(f"linear probe ({len(train):,} training images, L-BFGS)", progress):
+            result.update(linear_probe(train_f, y_train, test_f, y_test))
         result["linear_probe"] = "standardised features, softmax, full-batch L-BFGS, wd 1e-5"
     if pixels:
-        baseline = pixel_knn(train, test, ks, temperature)
+        with stage("raw-pixel kNN baseline", progress):
+            baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
     name = eval_name(data)
     out = run / "eval"
     out.mkdir(exist_ok=True)
     if full:
         sections, predictions = evaluation_sections(backbone, train, test, train_f, test_f,
-                                                     device, pixels, progress)
+                                                     device, pixels, progress, sizes)
         sections["compute"]["train_images_per_sec"] = training_throughput(run)
         result.update(sections)
         np.savez_compressed(out / f"{name}_predictions.npz", **predictions)
@@ -233,6 +234,7 @@ def eval_name(data: Any) -> str:
     return FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
 
 
+@runs_at_precision
 def explore(run: str | Path, data: Any, clusters: int | None = None, max_clusters: int = 20,
             suggest: int = 0, device: str | None = None, progress: bool = True,
             ) -> dict[str, Any]:
@@ -249,13 +251,16 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
     started = time.perf_counter()
     features = extract_features(backbone, images.images, device=default_device(device),
                                 progress=progress).numpy()
-    result, rows = explore_features(features, clusters, max_clusters, labels=images.labels)
+    result, rows = explore_features(features, clusters, max_clusters, labels=images.labels,
+                                    progress=progress)
     result = {"run": str(run), "data": str(data), "images": len(images),
+              "precision": current_precision(device).name,
               "skipped_files": len(images.skipped), **result}
     out, name = run / "eval", eval_name(data)
     out.mkdir(exist_ok=True)
     if suggest:
-        picks, picked_from, typical = typical_picks(features, suggest)
+        with stage(f"TypiClust: {suggest} images to label first", progress):
+            picks, picked_from, typical = typical_picks(features, suggest)
         result["to_label"] = {"method": "TypiClust (Hacohen et al., 2022)", "budget": suggest,
                               "rows": picks.tolist(), "file": str(out / f"{name}_to_label.csv")}
         if images.labels is not None:
@@ -292,6 +297,7 @@ def training_throughput(run: Path) -> float | None:
     return rates[-1] if rates else None
 
 
+@runs_at_precision
 def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200,
           device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Embedding drift between two image sets (e.g. last month's and this month's images) in the
@@ -303,6 +309,7 @@ def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200
                                                     channels=cfg.in_chans).images,
                               device=device, progress=progress) for d in (reference, current)]
     result = {"reference": str(reference), "current": str(current),
+              "precision": current_precision(device).name,
               **drift_score(*feats, permutations=permutations)}
     (run / "eval").mkdir(exist_ok=True)
     (run / "eval" / "drift.json").write_text(json.dumps(result, indent=2))

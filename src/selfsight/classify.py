@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from selfsight.backbones import load_backbone
 from selfsight.data import load_eval_sets, load_every_image
+from selfsight.device import current_precision, default_device, runs_at_precision
 from selfsight.eval.drift import per_class
-from selfsight.eval.extract import default_device
 from selfsight.eval.finetune import Classifier, probabilities
 from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
 from selfsight.export.onnx import run_images
@@ -31,6 +31,7 @@ from selfsight.export.onnx import run_images
 HEAD, META = "head.safetensors", "classifier.json"
 
 
+@runs_at_precision
 def finetune(
     run: str | Path,
     data: Any = "fashion-mnist",
@@ -80,7 +81,7 @@ def finetune(
     meta = {"run": str(run), "data": str(data), "classes": names,
             "labelled_images": len(train), "fraction": fraction, "seed": seed,
             "recipe": asdict(recipe), "steps": chosen, "distilled_on_images": distilled_on,
-            "test_images": len(test),
+            "test_images": len(test), "precision": current_precision(device).name,
             "test_top1": round(float((predicted == test.labels).mean()), 4),
             "per_class": per_class(train.labels, np.asarray(test.labels), predicted, names)}
     save_classifier(model, out if out is not None else run / "classifier", meta)
@@ -122,6 +123,7 @@ def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return model.eval(), meta
 
 
+@runs_at_precision
 def predict(classifier: str | Path, images: Any, out: str | Path, device: str | None = None,
             progress: bool = True) -> dict[str, Any]:
     """Classify every readable image of ``images`` (a folder, searched recursively, or any image
@@ -144,7 +146,7 @@ def predict(classifier: str | Path, images: Any, out: str | Path, device: str | 
     summary = {"classifier": str(classifier), "images": str(images), "out": str(out),
                "count": len(data), "counts": {c: int((best == i).sum())
                                               for i, c in enumerate(classes)},
-               "skipped_count": len(data.skipped),
+               "skipped_count": len(data.skipped), "precision": current_precision(device).name,
                "skipped": [{"file": f, "reason": r} for f, r in data.skipped]}
     Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
     return summary

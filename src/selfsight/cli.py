@@ -6,10 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from selfsight.config import PRECISIONS, parse_value
+from selfsight.errors import RunInterrupted
+
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command runs
     from selfsight.eval.label_efficiency import FinetuneRecipe
 
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISION_HELP = ("auto (default): bf16 where the hardware runs it natively (a CUDA GPU with "
+                  "bf16, a CPU with AVX-512 BF16 or AMX), fp16 mixed on other CUDA GPUs, "
+                  "fp32 otherwise")
 
 # embed and predict read every image of a source (data.load_every_image)
 EVERY_IMAGE_HELP = ("image folder (searched recursively) or 'fashion-mnist' (both splits, "
@@ -17,8 +22,6 @@ EVERY_IMAGE_HELP = ("image folder (searched recursively) or 'fashion-mnist' (bot
 
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
-    from selfsight.api import parse_value
-
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -29,15 +32,17 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:
-    from selfsight.methods import list_methods
-
     p = sub.add_parser("pretrain", help="pretrain a backbone on unlabeled images")
     p.add_argument("data", nargs="?", default="fashion-mnist",
                    help="'fashion-mnist' or an image folder (searched recursively)")
-    p.add_argument("--method", default="simclr", choices=sorted(list_methods()))
-    p.add_argument("--backbone", default="resnet18", help="any timm model name")
+    p.add_argument("--method", default="simclr", help="see `selfsight list methods`")
+    p.add_argument("--backbone", default="auto",
+                   help="any timm model name or selfsight alias (`selfsight list backbones`); "
+                        "auto: resnet10_cpu on a CPU, resnet18 on a GPU")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=256, help="global batch size")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size (default: 512 on a CPU, 256 on a GPU, smaller for "
+                        "small folders)")
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-BACKBONE-TIME)")
     p.add_argument("--image-size", type=int, default=None, help="inference resolution")
     p.add_argument("--view-size", type=int, default=None, help="training crop size")
@@ -47,7 +52,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", default="1", help="number of devices, or 'auto'")
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps")
@@ -75,6 +80,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-linear", action="store_true")
     e.add_argument("--quick", action="store_true",
                    help="kNN and linear probe only (no sweep, few-shot, clustering, robustness)")
+    e.add_argument("--all-images", action="store_true",
+                   help="robustness and clustering on every image (default: seeded random "
+                        "subsamples of 2,000 test images and 10,000 images)")
     e.add_argument("--label-fractions", type=float, nargs="+", default=None, metavar="F",
                    help="label-efficiency A/B: fine-tune vs scratch on these label fractions")
     e.add_argument("--seeds", type=int, default=3, help="seeds per label fraction")
@@ -114,9 +122,12 @@ def finetune_recipe(args: argparse.Namespace) -> FinetuneRecipe:
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
-    """--device (default: the GPU when there is one) and --no-progress."""
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    """--device (default: the GPU when there is one), --precision and --no-progress."""
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the "
+                                                       "GPU when there is one)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or stage "
+                                                                   "lines")
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +142,7 @@ def add_drift(sub: argparse._SubParsersAction) -> None:
     d.add_argument("reference", help="the earlier images (folder, or 'fashion-mnist')")
     d.add_argument("current", help="the images to compare with them")
     d.add_argument("--permutations", type=int, default=200)
-    d.add_argument("--no-progress", action="store_true")
+    add_device_options(d)
     d.set_defaults(handler=run_drift)
 
 
@@ -215,7 +226,8 @@ def run_embed(args: argparse.Namespace) -> int:
     from selfsight.export import embed
 
     summary = embed(args.run, args.images, args.out, batch_size=args.batch_size,
-                    device=args.device, progress=not args.no_progress)
+                    device=args.device, progress=not args.no_progress,
+                    precision=args.precision)
     print(f"{summary['count']} images embedded ({summary['dim']} dims), "
           f"{summary['skipped_count']} unreadable skipped; written: {summary['out']} "
           f"(+ {summary['out']}.json)")
@@ -243,7 +255,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     meta = selfsight.finetune(args.run, args.data, labels=args.labels, out=args.out,
                               fraction=args.fraction, seed=args.seed,
                               recipe=finetune_recipe(args), device=args.device,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, precision=args.precision)
     steps = meta["steps"]
     how = "fixed"
     if "validation" in steps:
@@ -271,7 +283,7 @@ def run_predict(args: argparse.Namespace) -> int:
     import selfsight
 
     summary = selfsight.predict(args.classifier, args.images, args.out, device=args.device,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, precision=args.precision)
     print(f"{summary['count']} images labelled, {summary['skipped_count']} unreadable skipped: "
           + ", ".join(f"{c} {n}" for c, n in summary["counts"].items()))
     print(f"written: {summary['out']} (+ {summary['out']}.json)")
@@ -293,7 +305,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--batch-size", type=int, default=256)
     d.add_argument("--time-budget", type=float, default=None, help="seconds of training")
     d.add_argument("--max-steps", type=int, default=None)
-    d.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
+    d.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     d.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
@@ -371,7 +383,7 @@ def run_segment(args: argparse.Namespace) -> int:
     summary = segment(args.run, args.images, args.out, overlays=args.overlays,
                       image_size=args.image_size, masks=masks, method=args.method,
                       train_segmenter=train, device=args.device,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, precision=args.precision)
     found = sum(len(r["instances"]) for r in summary["results"])
     print(f"{len(summary['results'])} images, {found} instances ({summary['method']}), "
           f"{len(summary['skipped'])} unreadable skipped; written: {args.out}"
@@ -479,13 +491,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = selfsight.evaluate(
         args.run, args.data, labels=args.labels, linear=not args.no_linear, full=not args.quick,
         label_fractions=args.label_fractions, seeds=tuple(range(args.seeds)),
-        recipe=finetune_recipe(args),
-        device=args.device, progress=not args.no_progress)
+        recipe=finetune_recipe(args), sizes=section_sizes(args.all_images),
+        device=args.device, progress=not args.no_progress, precision=args.precision)
     print(summary_table(result))
     if "label_efficiency" in result:
         print(label_efficiency_table(result["label_efficiency"]))
     print(f"written to {args.run}/eval/")
     return 0
+
+
+def section_sizes(all_images: bool) -> Any:
+    from selfsight.eval.suite import SectionSizes
+
+    return SectionSizes.everything() if all_images else SectionSizes()
 
 
 def label_efficiency_table(study: dict[str, Any]) -> str:
@@ -511,7 +529,8 @@ def run_drift(args: argparse.Namespace) -> int:
     import selfsight
 
     result = selfsight.drift(args.run, args.reference, args.current, args.permutations,
-                             progress=not args.no_progress)
+                             device=args.device, progress=not args.no_progress,
+                             precision=args.precision)
     verdict = "drift" if result["p_value"] < 0.05 else "no significant drift"
     print(f"MMD^2 {result['mmd2']:.5f} (95% of the no-drift null below "
           f"{result['null_mmd2_95']:.5f}), p = {result['p_value']:.4f}: {verdict}")
@@ -524,7 +543,8 @@ def run_explore(args: argparse.Namespace) -> int:
     from selfsight.api import eval_name
 
     result = selfsight.explore(args.run, args.images, args.clusters, args.max_clusters,
-                               args.suggest, args.device, not args.no_progress)
+                               args.suggest, args.device, not args.no_progress,
+                               precision=args.precision)
     scores = result["silhouette"]
     chosen = (f"silhouette {scores[result['n_clusters']]:.3f}, the highest of k = "
               f"{min(scores)}..{max(scores)}" if scores else "as given")
@@ -553,13 +573,13 @@ def run_anomaly(args: argparse.Namespace) -> int:
 
     if args.anomaly_command == "fit":
         model = selfsight.anomaly_fit(args.run, args.normal_images, args.out, device=args.device,
-                                      progress=not args.no_progress,
+                                      progress=not args.no_progress, precision=args.precision,
                                       **key_values(args.set, "--set"))
         print(f"anomaly model: {model}")
         return 0
     result = selfsight.anomaly_score(args.model_dir, args.images, args.out,
                                      overlays=args.overlays, device=args.device,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, precision=args.precision)
     print(f"{result['flagged']} of {result['count']} images flagged anomalous "
           f"(threshold {result['threshold']:.4f}: {result['threshold_rule']})")
     out = args.out or f"{args.model_dir}/scores"
@@ -574,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"selfsight: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:
+        print(f"selfsight: {err}", file=sys.stderr)
+        return 128 + err.signum
 
 
 if __name__ == "__main__":

@@ -6,8 +6,22 @@ the field's default, so ``"0.1"`` from the command line becomes a float.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import fields, replace
 from typing import Any
+
+# Lightning's precision names; "auto" lets selfsight.device choose from the hardware.
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+
+
+def parse_value(text: str) -> Any:
+    """'0.1' -> 0.1, '32,64' -> (32, 64), 'true' -> True, anything else stays a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def config_from_dict(cls: type, values: dict[str, Any], where: str, base: Any = None) -> Any:

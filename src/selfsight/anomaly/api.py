@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from selfsight.anomaly.model import AnomalyConfig, AnomalyModel
 from selfsight.anomaly.overlay import save_overlay
 from selfsight.backbones import load_backbone
 from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_every_image, load_images
-from selfsight.eval.extract import default_device
+from selfsight.device import current_precision, default_device, runs_at_precision
 
 
 def _images(data: Any, size: int, channels: int) -> ImageSet:
@@ -28,6 +29,7 @@ def _label(data: Any) -> str:
     return str(data) if isinstance(data, (str, os.PathLike)) else type(data).__name__
 
 
+@runs_at_precision
 def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = None, *,
                 device: str | None = None, progress: bool = True, **options: Any) -> Path:
     """Fit a PatchCore-style memory bank (Roth et al., 2022) on ``normal_images`` with the
@@ -45,9 +47,11 @@ def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = No
     model = AnomalyModel.fit(backbone, images.images, config, device=device, progress=progress)
     out = Path(out) if out is not None else Path(run) / "anomaly"
     return model.save(out, extra={"run": str(run), "normal_images": _label(normal_images),
-                                  "fit_seconds": round(time.perf_counter() - started, 1)})
+                                  "fit_seconds": round(time.perf_counter() - started, 1),
+                                  "precision": current_precision(device).name})
 
 
+@runs_at_precision
 def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = None, *,
                   overlays: int = 50, device: str | None = None,
                   progress: bool = True) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
     out.mkdir(parents=True, exist_ok=True)
     ranked = np.argsort(-scores["image"], kind="stable")[:max(0, overlays)]
     vmax = max(float(scores["maps"].max()), cal.pixel_threshold)
-    for i in ranked:
+    for i in tqdm(ranked, desc="overlays", unit="image", disable=not progress):
         flag = "ANOMALOUS" if scores["anomalous"][i] else "normal"
         save_overlay(out / "overlays" / f"{Path(names[i]).stem}_{i:05d}.png", data.images[i],
                      scores["maps"][i], cal.pixel_threshold, vmax=vmax,
@@ -78,7 +82,7 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
                           "normal images' scores",
         "skipped_files": [f for f, _ in data.skipped],
         "seconds": round(time.perf_counter() - started, 1),
-        "device": str(default_device(device)),
+        "device": str(default_device(device)), "precision": current_precision(device).name,
         "results": [{"file": name, "score": float(scores["image"][i]),
                      "anomalous": bool(scores["anomalous"][i]),
                      "patch_score": float(scores["patch"][i]),

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from selfsight.backbones import Backbone
-from selfsight.eval.extract import autocast, preprocess
+from selfsight.device import autocast
+from selfsight.eval.extract import preprocess
 
 
 def default_levels(backbone: Backbone) -> list[int]:

@@ -19,7 +19,7 @@ from selfsight.anomaly.bank import coreset_size, kcenter_greedy, knn_distance
 from selfsight.anomaly.features import default_levels, iter_features
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.config import config_from_dict
-from selfsight.eval.extract import default_device
+from selfsight.device import default_device
 
 IMAGE_SCORES = ("patch", "pooled", "combined")
 MODEL_JSON, MODEL_WEIGHTS = "anomaly.json", "anomaly.safetensors"

@@ -23,7 +23,7 @@ from selfsight.backbones import (
 from selfsight.config import config_from_dict
 from selfsight.data import load_images, write_skipped_report
 from selfsight.distill.distiller import DistillConfig, Distiller
-from selfsight.train.fit import TrainConfig, fit
+from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 
 
 def student_config(teacher: BackboneConfig, student: str, image_size: int | None = None,
@@ -77,6 +77,7 @@ def distill(
     distill_cfg = config_from_dict(DistillConfig, options or {}, "distill options")  # fail early
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
                                                **train_options}, "training options")
+    train_cfg, precision = with_resolved_precision(train_cfg)
     student_cfg = student_config(teacher.config, student, image_size, student_options)
     data = teacher_data(run) if data is None else data
     images = load_images(data, split="train", size=student_cfg.image_size,
@@ -95,11 +96,10 @@ def distill(
                 "num_images": len(images), "skipped_files": len(images.skipped),
                 "teacher": str(run), "teacher_backbone": asdict(teacher.config),
                 "backbone": asdict(student_cfg), "train": asdict(train_cfg),
+                "precision_reason": precision.reason,
                 **model.describe(), "torch": str(torch.__version__)}
     resolved = json.loads(json.dumps(resolved))  # tuples -> lists: plain, safe_load-able YAML
     check_same_recipe(run_dir / "config.yaml", resolved, resume)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    trainer = fit(model, images, train_cfg, run_dir, resume=resume)
-    if trainer.is_global_zero:
-        model.backbone.save(run_dir)
+    fit_and_save(model, images, train_cfg, run_dir, resume=resume)
     return run_dir

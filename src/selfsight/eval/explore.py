@@ -10,14 +10,17 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import normalize
+from tqdm.auto import tqdm
 
 from selfsight.eval.drift import near_duplicates
+from selfsight.progress import stage
 
 SILHOUETTE_SAMPLE = 4000  # silhouettes cost O(n^2): scored on a seeded sample
 
 
 def choose_clusters(features: np.ndarray, candidates: range | list[int], seed: int = 0,
-                    sample: int = SILHOUETTE_SAMPLE) -> tuple[int, dict[int, float]]:
+                    sample: int = SILHOUETTE_SAMPLE, progress: bool = False,
+                    ) -> tuple[int, dict[int, float]]:
     """The k among ``candidates`` whose k-means partition of (a sample of) the L2-normalised
     ``features`` has the highest mean silhouette, and the silhouette of every k tried."""
     x = normalize(np.asarray(features, dtype=np.float32))
@@ -28,13 +31,14 @@ def choose_clusters(features: np.ndarray, candidates: range | list[int], seed: i
         raise ValueError(f"cannot choose among {list(candidates)} clusters for {len(x)} images: "
                          "need at least 2 clusters and more images than clusters")
     scores = {k: round(float(silhouette_score(
-        x, KMeans(k, n_init=4, random_state=seed).fit_predict(x))), 4) for k in ks}
+        x, KMeans(k, n_init=4, random_state=seed).fit_predict(x))), 4)
+        for k in tqdm(ks, desc=f"silhouette ({len(x):,} images)", unit="k", disable=not progress)}
     return max(scores, key=scores.get), scores
 
 
 def explore_features(features: np.ndarray, clusters: int | None = None, max_clusters: int = 20,
                      typical: int = 8, labels: np.ndarray | None = None,
-                     seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+                     seed: int = 0, progress: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
     """(result, per row: ``cluster`` and ``similarity`` to its centre). Clusters are numbered by
     size, largest first; each lists its size, mean cosine similarity to its centre and its
     ``typical`` rows (nearest the centre).
@@ -42,13 +46,15 @@ def explore_features(features: np.ndarray, clusters: int | None = None, max_clus
     with them (NMI, ARI) says whether the clusters found are the classes."""
     x = normalize(np.asarray(features, dtype=np.float32))
     if clusters is None:
-        clusters, scores = choose_clusters(x, range(2, max_clusters + 1), seed)
+        clusters, scores = choose_clusters(x, range(2, max_clusters + 1), seed,
+                                           progress=progress)
         how = f"highest mean silhouette among k = 2..{max_clusters}"
     else:
         scores, how = {}, "given"
     if not 1 <= clusters <= len(x):
         raise ValueError(f"{clusters} clusters for {len(x)} images")
-    kmeans = KMeans(clusters, n_init=10, random_state=seed).fit(x)
+    with stage(f"k-means, {clusters} clusters of {len(x):,} images", progress):
+        kmeans = KMeans(clusters, n_init=10, random_state=seed).fit(x)
     order = np.argsort(-np.bincount(kmeans.labels_, minlength=clusters), kind="stable")
     rank = np.empty(clusters, dtype=np.int64)
     rank[order] = np.arange(clusters)
@@ -62,9 +68,10 @@ def explore_features(features: np.ndarray, clusters: int | None = None, max_clus
         found.append({"cluster": c, "size": len(rows),
                       "mean_similarity": round(float(closeness[rows].mean()), 4),
                       "typical": nearest.tolist()})
+    with stage(f"near-duplicates among {len(x):,} images", progress):
+        duplicates = near_duplicates(torch.from_numpy(x))
     result = {"n_clusters": clusters, "chosen_by": how, "silhouette": scores,
-              "clusters": found,
-              "near_duplicates": near_duplicates(torch.from_numpy(x))}
+              "clusters": found, "near_duplicates": duplicates}
     if labels is not None:
         result["agreement_with_labels"] = {
             "nmi": round(float(normalized_mutual_info_score(labels, assigned)), 4),

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
+from selfsight.device import autocast
 
 
 def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None) -> torch.Tensor:
@@ -22,17 +23,6 @@ def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None
     mean = x.new_tensor(cfg.mean).view(1, -1, 1, 1)
     std = x.new_tensor(cfg.std).view(1, -1, 1, 1)
     return (x - mean) / std
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or the GPU when there is one, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast where it is fast: CUDA, and CPUs with oneDNN."""
-    enabled = device.type == "cuda" or torch.backends.mkldnn.is_available()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()

@@ -21,7 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
-from selfsight.eval.extract import autocast, preprocess
+from selfsight.device import autocast
+from selfsight.eval.extract import preprocess
 from selfsight.nn.param_groups import decay_groups
 from selfsight.nn.schedules import warmup_cosine
 from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
 # Severity 1..5 parameters. Noise std and brightness shift are in [0, 1] intensity units (as
 # ImageNet-C); contrast keeps that fraction of the deviation from the image mean; blur sigma is
@@ -50,11 +51,19 @@ def corruption_accuracy(
     labels: np.ndarray,
     severities: tuple[int, ...] = (1, 2, 3, 4, 5),
     names: tuple[str, ...] = tuple(SEVERITIES),
+    progress: bool = False,
 ) -> dict:
     """Top-1 of ``classify`` (uint8 images -> predicted labels) on clean and corrupted images."""
     def acc(x: np.ndarray) -> float:
         return round(float((classify(x) == labels).mean()), 4)
 
-    corruptions = {n: [acc(corrupt(images, n, s)) for s in severities] for n in names}
+    passes = [(n, s) for n in names for s in severities]
+    bar = tqdm(passes, desc=f"robustness ({len(images):,} images)", unit="pass",
+               disable=not progress)
+    scores = {}
+    for name, severity in bar:
+        bar.set_postfix_str(f"{name.replace('_', ' ')} {severity}")
+        scores[name, severity] = acc(corrupt(images, name, severity))
+    corruptions = {n: [scores[n, s] for s in severities] for n in names}
     return {"clean": acc(images), "severities": list(severities), "corruptions": corruptions,
             "mean_corrupted": round(float(np.mean(list(corruptions.values()))), 4)}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -15,8 +17,30 @@ from selfsight.eval.knn import knn_predict
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import corruption_accuracy
 from selfsight.eval.timing import median_ms_per_image
+from selfsight.progress import stage
 
 FEW_SHOT_SETTINGS = ((5, 1), (5, 5), (10, 5))
+
+
+@dataclass(frozen=True)
+class SectionSizes:
+    """How many images the costly sections use: a seeded random subsample by default, so the
+    full evaluation of Fashion-MNIST fits in minutes on a CPU; None: all of them."""
+
+    robustness: int | None = 2000  # test images, each passed 21 times (clean + 20 corruptions)
+    clustering: int | None = 10_000  # training + test images, k-means x 3 seeds
+    seed: int = 0
+
+    @classmethod
+    def everything(cls) -> SectionSizes:
+        return cls(robustness=None, clustering=None)
+
+
+def subsample(n: int, size: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random ``size`` of ``n`` items (all when size is None)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def evaluation_sections(
@@ -28,41 +52,60 @@ def evaluation_sections(
     device: torch.device,
     pixels: bool = True,
     progress: bool = True,
+    sizes: SectionSizes | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """(sections, predictions): kNN sweep, few-shot, clustering, robustness, per-class
     coverage, near-duplicates and inference cost; predictions = test features, labels, kNN."""
+    sizes = sizes or SectionSizes()
     y_train, y_test = torch.tensor(train.labels).long(), torch.tensor(test.labels).long()
     classes = int(max(y_train.max(), y_test.max())) + 1
-
-    predicted = knn_predict(train_f, y_train, test_f, 20, 0.1, classes).argmax(1).numpy()
-    sections: dict = {
-        "knn_sweep": knn_sweep(train_f, y_train, test_f, y_test),
-        "few_shot": [few_shot(test_f, y_test, n, k) for n, k in FEW_SHOT_SETTINGS
-                     if n <= len(y_test.unique())],
-        "clustering": cluster_metrics(torch.cat([train_f, test_f]).numpy(),
-                                      np.concatenate([train.labels, test.labels])),
-        "robustness": knn_robustness(backbone, train_f, y_train, test, device),
-        "per_class": per_class(train.labels, test.labels, predicted, test.classes),
-        "near_duplicates": {**near_duplicates(test_f, train_f),
-                            "test_pairs": near_duplicates(test_f)["pairs"],
-                            "note": "pairs: test images with a training image closer than "
-                                    "relative x the median neighbour distance; test_pairs: "
-                                    "pairs within the test split"},
-        "compute": inference_cost(backbone, np.asarray(test.images[:512]), device),
-    }
-    if pixels:
-        sections["clustering"]["pixels"] = cluster_metrics(
-            pixel_vectors(np.concatenate([train.images, test.images])),
-            np.concatenate([train.labels, test.labels]), n_init=1)
+    sections: dict = {}
+    with stage(f"kNN sweep over k and T ({len(test):,} test images)", progress):
+        predicted = knn_predict(train_f, y_train, test_f, 20, 0.1, classes).argmax(1).numpy()
+        sections["knn_sweep"] = knn_sweep(train_f, y_train, test_f, y_test)
+    with stage("few-shot episodes (" + ", ".join(f"{n}-way {k}-shot" for n, k in
+                                                 FEW_SHOT_SETTINGS) + ")", progress):
+        sections["few_shot"] = [few_shot(test_f, y_test, n, k) for n, k in FEW_SHOT_SETTINGS
+                                if n <= len(y_test.unique())]
+    all_labels = np.concatenate([train.labels, test.labels])
+    rows = subsample(len(all_labels), sizes.clustering, sizes.seed)
+    with stage(f"k-means clustering ({len(rows):,} of {len(all_labels):,} images, 3 seeds"
+               + (", and raw pixels" if pixels else "") + ")", progress):
+        sections["clustering"] = cluster_metrics(torch.cat([train_f, test_f]).numpy()[rows],
+                                                 all_labels[rows])
+        if pixels:
+            both = np.concatenate([np.asarray(train.images), np.asarray(test.images)])
+            sections["clustering"]["pixels"] = cluster_metrics(
+                pixel_vectors(both[rows]), all_labels[rows], n_init=1)
+        sections["clustering"]["subsample"] = subsample_note(rows, len(all_labels), sizes)
+    sections["robustness"] = knn_robustness(backbone, train_f, y_train, test, device, sizes,
+                                            progress)
+    with stage("per-class accuracy, near-duplicates, inference latency", progress):
+        sections["per_class"] = per_class(train.labels, test.labels, predicted, test.classes)
+        sections["near_duplicates"] = {
+            **near_duplicates(test_f, train_f), "test_pairs": near_duplicates(test_f)["pairs"],
+            "note": "pairs: test images with a training image closer than relative x the "
+                    "median neighbour distance; test_pairs: pairs within the test split"}
+        sections["compute"] = inference_cost(backbone, np.asarray(test.images[:512]), device)
     predictions = {"test_features": test_f.numpy().astype(np.float16),
                    "test_labels": test.labels.astype(np.int64), "knn_pred": predicted}
     return sections, predictions
 
 
+def subsample_note(rows: np.ndarray, total: int, sizes: SectionSizes) -> str:
+    if len(rows) == total:
+        return f"all {total} images"
+    return f"{len(rows)} of {total} images, drawn at random with seed {sizes.seed}"
+
+
 def knn_robustness(backbone: Backbone, train_f: torch.Tensor, y_train: torch.Tensor,
-                   test: ImageSet, device: torch.device) -> dict:
+                   test: ImageSet, device: torch.device, sizes: SectionSizes | None = None,
+                   progress: bool = False) -> dict:
     """kNN (k=20, T=0.1, the clean training features as the bank) on clean and corrupted test
-    images: what a deployed model meets when the camera, light or exposure changes."""
+    images (a seeded subsample of ``sizes.robustness``): what a deployed model meets when the
+    camera, light or exposure changes."""
+    sizes = sizes or SectionSizes()
+    rows = subsample(len(test), sizes.robustness, sizes.seed)
     classes = max(int(y_train.max()), int(test.labels.max())) + 1
 
     def classify(images: np.ndarray) -> np.ndarray:
@@ -70,7 +113,9 @@ def knn_robustness(backbone: Backbone, train_f: torch.Tensor, y_train: torch.Ten
         return knn_predict(train_f, y_train, feats, 20, 0.1, classes).argmax(1).numpy()
 
     return {"classifier": "kNN (k=20, T=0.1) with the clean training features",
-            **corruption_accuracy(classify, np.asarray(test.images), test.labels)}
+            "subsample": subsample_note(rows, len(test), sizes),
+            **corruption_accuracy(classify, np.asarray(test.images)[rows], test.labels[rows],
+                                  progress=progress)}
 
 
 def pixel_vectors(images: np.ndarray, size: int = 28) -> np.ndarray:

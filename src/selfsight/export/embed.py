@@ -11,6 +11,7 @@ import numpy as np
 
 from selfsight.backbones import load_backbone
 from selfsight.data import load_every_image
+from selfsight.device import current_precision, runs_at_precision
 from selfsight.eval.extract import extract_features
 
 FORMATS = (".npy", ".parquet")
@@ -32,6 +33,7 @@ def _write_parquet(path: Path, names: list[str], features: np.ndarray) -> None:
     pa.parquet.write_table(pa.table({"file": names, "embedding": column}), str(path))
 
 
+@runs_at_precision
 def embed(
     run: str | Path,
     images: Any,
@@ -63,6 +65,7 @@ def embed(
     source = str(images) if isinstance(images, (str, Path)) else data.name
     summary = {"run": str(run), "images": source, "out": str(out), "count": len(names),
                "dim": int(features.shape[1]), "dtype": "float32", "l2_normalised": True,
+               "precision": current_precision(device).name,
                "skipped_count": len(data.skipped),
                "skipped": [{"file": f, "reason": r} for f, r in data.skipped], "files": names}
     Path(f"{out}.json").write_text(json.dumps(summary, indent=2))

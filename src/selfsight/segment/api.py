@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from selfsight.backbones import load_backbone
 from selfsight.data.folder import open_image, scan_folder
+from selfsight.device import current_precision, runs_at_precision
 from selfsight.segment.coco_eval import encode
 from selfsight.segment.overlay import draw_instances, save_panel
 from selfsight.segment.pseudo_masks import PseudoMaskConfig, pseudo_masks
@@ -85,6 +86,7 @@ def _instances(masks: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+@runs_at_precision
 def segment(run: str | Path, images: str | Path, out: str | Path, *,
             overlays: str | Path | None = None, image_size: int | None = None,
             masks: PseudoMaskConfig | None = None, method: str = "auto",
@@ -113,14 +115,15 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
         pseudo, _ = pseudo_masks(backbone, folder.images, masks, device=device,
                                  progress=progress)
         config = SegmenterConfig(**{**asdict(train_segmenter), "image_size": size})
-        model, rounds = train_with_self_training(folder.images, pseudo, config, device=device)
+        model, rounds = train_with_self_training(folder.images, pseudo, config, device=device,
+                                                 progress=progress)
         save_segmenter(model, config, segmenter_dir)
         history = {k: v for k, v in rounds.items() if k != "losses"}  # per-step losses: bulky
     if method == "auto":
         method = "segmenter" if (segmenter_dir / "segmenter.json").is_file() else "maskcut"
     if method == "segmenter":
         model = load_segmenter(segmenter_dir)
-        predictions = predict(model, folder.images, device=device)
+        predictions = predict(model, folder.images, device=device, progress=progress)
         found = [(p["masks"], p["scores"]) for p in predictions]
     else:
         found = list(zip(*pseudo_masks(backbone, folder.images, masks, device=device,
@@ -140,6 +143,7 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(picture).save(target)
     summary = {"run": str(run), "images": str(images), "method": method, "working_size": size,
+               "precision": current_precision(device).name,
                "pseudo_masks": asdict(masks), "segmenter_history": history,
                "skipped": folder.skipped, "results": results}
     out = Path(out)

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
 from selfsight.data.arrays import convert_channels
-from selfsight.eval.extract import autocast, preprocess
+from selfsight.device import autocast
+from selfsight.eval.extract import preprocess
 
 KINDS = ("auto", "keys", "tokens")
 

@@ -37,7 +37,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastL
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone, BackboneConfig, backbone_config, load_backbone
-from selfsight.eval.extract import default_device
+from selfsight.device import default_device
 from selfsight.views.pipeline import GRAY_MEAN, GRAY_STD
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
@@ -313,6 +313,7 @@ def predict(
     score_threshold: float = 0.05,
     batch_size: int = 16,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Per image: ``masks`` (K, H, W) bool (probability > 0.5), ``scores`` (K,), ``boxes``
     (K, 4) x1, y1, x2, y2, sorted by score."""
@@ -321,7 +322,8 @@ def predict(
     saved, model.roi_heads.score_thresh = model.roi_heads.score_thresh, score_threshold
     out: list[dict[str, np.ndarray]] = []
     try:
-        for start in range(0, len(images), batch_size):
+        for start in tqdm(range(0, len(images), batch_size), desc="segmenter", unit="batch",
+                          disable=not progress):
             x = to_tensor(np.asarray(images[start:start + batch_size]), model.in_chans, device)
             for det in model(list(x)):
                 out.append({"masks": (det["masks"][:, 0] > 0.5).cpu().numpy(),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
@@ -51,15 +55,70 @@ class ProgressBar(TQDMProgressBar):
 
 
 class TimeBudget(L.Callback):
-    """Stop when the method's wall-clock budget (carried across resumes) is spent."""
+    """Stop before the method's wall-clock budget (carried across resumes) would be overrun: a
+    step is not started when the recent steps say it would end past the budget, so the budget
+    holds to within a step's time whatever the step costs."""
+
+    def __init__(self, window: int = 5) -> None:
+        self.window = window
+        self.step_seconds: list[float] = []  # the latest steps' durations, end to end
+        self._last: float | None = None
+
+    def expected_step(self) -> float:
+        return float(np.median(self.step_seconds)) if self.step_seconds else 0.0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if pl_module.time_budget and pl_module.elapsed >= pl_module.time_budget:
+        now = time.monotonic()
+        if self._last is not None:
+            self.step_seconds = [*self.step_seconds, now - self._last][-self.window:]
+        self._last = now
+        budget = pl_module.time_budget
+        if budget and pl_module.elapsed + self.expected_step() >= budget:
             trainer.should_stop = True
+
+
+class StopOnSignal(L.Callback):
+    """Ctrl-C (SIGINT) or SIGTERM (timeout, Slurm, Kubernetes, docker stop) during training:
+    finish the current step, write the checkpoint and stop; :func:`train.fit.fit` then says so
+    and the command exits non-zero. A second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # the second one: stop now, as the default would
+            self.restore()
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and writing the "
+              "checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # After Lightning registers its own handlers, so that these replace them for the fit.
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.received is not None:
+            trainer.should_stop = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def teardown(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+        self.restore()
 
 
 class MetricsLog(L.Callback):
     """Append one JSON object per ``every`` steps (and per kNN evaluation) to metrics.jsonl."""
+
+    FIRST_STEPS = (2, 5, 10)
 
     def __init__(self, path: Path, throughput: Throughput, every: int = 20) -> None:
         self.path, self.throughput, self.every = path, throughput, every
@@ -78,7 +137,9 @@ class MetricsLog(L.Callback):
             f.write(json.dumps(record) + "\n")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        if trainer.global_step % self.every == 0:
+        step = trainer.global_step
+        # The first lines come after a few steps: a slow start is seen at once, not after 20.
+        if step % self.every == 0 or (step < self.every and step in self.FIRST_STEPS):
             self.write(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from selfsight.data import ImageSet
+from selfsight.device import Precision, announce_precision, device_for, resolve_precision
+from selfsight.errors import RunInterrupted
 from selfsight.methods import Method
 from selfsight.train.callbacks import (
     KnnMonitor,
     MetricsLog,
     PeriodicCheckpoint,
     ProgressBar,
+    StopOnSignal,
     Throughput,
     TimeBudget,
 )
@@ -38,7 +43,7 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "bf16-mixed"
+    precision: str = "auto"  # from the hardware (selfsight.device.resolve_precision)
     seed: int = 0
     workers: int = 0  # loader processes; the cache makes 0 enough for small images
     checkpoint_every: int = 200  # steps; a checkpoint is also written at every epoch end
@@ -49,6 +54,15 @@ class TrainConfig:
 
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def with_resolved_precision(cfg: TrainConfig) -> tuple[TrainConfig, Precision]:
+    """``cfg`` with ``precision="auto"`` replaced by the choice for the device it will train on
+    (printed once), so config.yaml records what the run really ran at."""
+    device = device_for(cfg.accelerator)
+    precision = resolve_precision(cfg.precision, device)
+    announce_precision(precision, device)
+    return replace(cfg, precision=precision.name), precision
 
 
 class _NoTips(logging.Filter):
@@ -101,8 +115,9 @@ def fit(
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     throughput = Throughput(cfg.batch_size)
     metrics = MetricsLog(run_dir / "metrics.jsonl", throughput, cfg.log_every)
+    stop = StopOnSignal()
     callbacks: list[L.Callback] = [
-        throughput, metrics, TimeBudget(),
+        throughput, metrics, TimeBudget(), stop,
         PeriodicCheckpoint(run_dir / CHECKPOINT, cfg.checkpoint_every),
     ]
     if cfg.progress:
@@ -123,11 +138,34 @@ def fit(
             enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0,
             log_every_n_steps=cfg.log_every, default_root_dir=run_dir,
         )
-        trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
+        except SIGTERMException:  # Lightning's own SIGTERM handler ends the fit after a step
+            stop.received = stop.received or signal.SIGTERM
     # The final state, also when the time budget stopped training mid-epoch.
     trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
     # The curve ends at the final weights, also when the last epoch was cut short.
+    if stop.received is not None:
+        interrupted = RunInterrupted(stop.received, f"step {trainer.global_step}; "
+                                     f"{run_dir / CHECKPOINT} holds it, and the same command "
+                                     "with --resume continues")
+        interrupted.trainer = trainer
+        raise interrupted
     if monitor is not None and trainer.is_global_zero and (
             not monitor.history or monitor.history[-1]["step"] != trainer.global_step):
         monitor.evaluate(trainer, method)
     return trainer
+
+
+def fit_and_save(method: Method, images: ImageSet, cfg: TrainConfig, run_dir: Path,
+                 resume: bool = False, knn_sets: tuple[ImageSet, ImageSet] | None = None) -> None:
+    """:func:`fit`, then save the backbone to ``run_dir``; also when a signal stopped training,
+    so the run folder always holds the weights its checkpoint holds."""
+    try:
+        trainer = fit(method, images, cfg, run_dir, resume, knn_sets)
+    except RunInterrupted as stopped:
+        if stopped.trainer.is_global_zero:
+            method.backbone.save(run_dir)
+        raise
+    if trainer.is_global_zero:
+        method.backbone.save(run_dir)

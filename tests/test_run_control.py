@@ -1,0 +1,137 @@
+"""A run answers to its budget and to signals; the CLI starts without the heavy libraries;
+defaults follow the device and the folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from selfsight.train.defaults import choose_backbone, choose_batch_size
+
+EXE = Path(sys.executable).parent / "selfsight"
+TINY = ["--backbone", "resnet18", "--backbone-set", "stem_stride=2", "--backbone-set",
+        "channels=(8,16,32,64)", "--set", "proj_hidden_dim=32", "--precision", "32-true",
+        "--no-progress", "--accelerator", "cpu"]
+HEAVY = ("torch", "lightning", "matplotlib", "onnxruntime", "onnx", "torchvision", "timm",
+         "sklearn", "scipy")
+
+
+def test_the_cli_parses_without_importing_the_heavy_libraries():
+    code = ("import sys\nfrom selfsight.cli import build_parser\nbuild_parser()\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    helped = subprocess.run([str(EXE), "pretrain", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--precision" in helped.stdout
+
+
+def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, monkeypatch):
+    """Steps of 0.4 s against a 2 s budget: the run stops before a step would end past it
+    (checked only after each step, it ended up to a whole step late)."""
+    import selfsight
+    from selfsight.methods.simclr import SimCLR
+
+    step = SimCLR.compute_loss
+
+    def slow(self, views):
+        time.sleep(0.4)
+        return step(self, views)
+
+    monkeypatch.setattr(SimCLR, "compute_loss", slow)
+    run = selfsight.pretrain(fmnist_small.subset(range(256)), backbone="resnet18",
+                             out=tmp_path / "run", batch_size=32, time_budget=2.0,
+                             backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
+                             options={"proj_hidden_dim": 32}, precision="32-true",
+                             accelerator="cpu", progress=False, log_every=1)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert records[-1]["step"] >= 3
+    assert records[-1]["elapsed"] <= 2.0
+
+
+def test_first_metrics_come_after_a_few_steps(tmp_path, fmnist_small):
+    import selfsight
+
+    run = selfsight.pretrain(fmnist_small.subset(range(256)), backbone="resnet18",
+                             out=tmp_path / "run", batch_size=32, max_steps=6,
+                             backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
+                             options={"proj_hidden_dim": 32}, precision="32-true",
+                             accelerator="cpu", progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").open()]
+    assert steps[:2] == [2, 5] and steps[-1] == 6
+
+
+def make_folder(root, n=96):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(root / f"{i}.png")
+
+
+def test_sigterm_stops_after_the_step_keeps_the_work_and_exits_non_zero(tmp_path):
+    data, run = tmp_path / "images", tmp_path / "run"
+    make_folder(data)
+    command = [str(EXE), "pretrain", str(data), "--image-size", "16", "--batch-size", "16",
+               "--max-steps", "100000", "--checkpoint-every", "100000", "--out", str(run), *TINY]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM" in err and "--resume" in err
+    assert (run / "backbone.safetensors").is_file()
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    stopped_at = checkpoint["global_step"]
+    assert stopped_at >= 2  # the work done so far was written, not only the last periodic save
+    # and the run continues from there
+    resumed = subprocess.run([*command[:command.index("--max-steps") + 1], str(stopped_at + 2),
+                              *command[command.index("--max-steps") + 2:], "--resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(run / "checkpoints" / "last.ckpt",
+                      weights_only=True)["global_step"] == stopped_at + 2
+
+
+def test_defaults_follow_the_device_and_the_folder():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_backbone("auto", cpu) == "resnet10_cpu"
+    assert choose_backbone("auto", gpu) == "resnet18"
+    assert choose_backbone("auto", cpu, vit=True).startswith("vit_")
+    assert choose_backbone("resnet50", cpu) == "resnet50"
+    assert choose_batch_size(None, cpu, 60_000) == 512
+    assert choose_batch_size(None, gpu, 60_000) == 256
+    assert choose_batch_size(None, cpu, 1797) == 256  # 7 steps per epoch
+    assert choose_batch_size(None, cpu, 100) == 16
+    assert choose_batch_size(None, cpu, 20) == 8
+    assert choose_batch_size(None, cpu, 5) == 5
+    assert choose_batch_size(64, cpu, 100) == 64
+
+
+def test_a_small_folder_trains_with_the_defaults(tmp_path, capsys):
+    from selfsight.cli import main
+
+    data, run = tmp_path / "images", tmp_path / "run"
+    make_folder(data, n=40)
+    assert main(["pretrain", str(data), "--image-size", "16", "--max-steps", "2", "--out",
+                 str(run), "--no-progress", "--accelerator", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "backbone: resnet10_cpu (auto on cpu" in err and "batch size: 8 (auto" in err
+    assert "precision: " in err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["train"]["batch_size"] == 8 and config["train"]["precision"] != "auto"
