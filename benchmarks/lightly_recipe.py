@@ -3,7 +3,8 @@
 Follows lightly's CIFAR-10 benchmark: its SimCLRTransform (per-sample PIL transforms in a
 DataLoader), SimCLRProjectionHead, NTXentLoss, SGD lr 0.06 * batch/128 with momentum 0.9 and
 weight decay 5e-4, cosine schedule. Only the backbone is ours, so both arms train the same network,
-and the schedule runs on the same wall-clock budget. Needs ``pip install -e .[compare]``.
+and the schedule runs on the same wall-clock budget, at the precision ``auto`` picks for the
+device (bf16 autocast only where it is native). Needs ``pip install -e .[compare]``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from selfsight.backbones import Backbone, BackboneConfig
+from selfsight.device import autocast, computing_at, resolve_precision
 
 
 class PILImages(Dataset):
@@ -32,7 +34,8 @@ class PILImages(Dataset):
 
 
 def train_lightly(images: np.ndarray, backbone_cfg: BackboneConfig, budget: float,
-                  batch_size: int, out: Path, workers: int = 2, device: str = "cpu") -> dict:
+                  batch_size: int, out: Path, workers: int = 2, device: str = "cpu",
+                  precision: str = "auto") -> dict:
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
     from lightly.transforms import SimCLRTransform
@@ -50,6 +53,7 @@ def train_lightly(images: np.ndarray, backbone_cfg: BackboneConfig, budget: floa
     base_lr = 0.06 * batch_size / 128
     opt = torch.optim.SGD(params, lr=base_lr, momentum=0.9, weight_decay=5e-4)
     seen, steps, start, loss = 0, 0, time.monotonic(), torch.tensor(0.0)
+    chosen = resolve_precision(precision, device)
     while time.monotonic() - start < budget:
         for (x0, x1), *_ in ((batch, None) for batch in loader):
             progress = min((time.monotonic() - start) / budget, 1.0)
@@ -57,7 +61,8 @@ def train_lightly(images: np.ndarray, backbone_cfg: BackboneConfig, budget: floa
                 g["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * progress))
             x0 = x0.to(device).contiguous(memory_format=torch.channels_last)
             x1 = x1.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            with computing_at(chosen.name, device, announce=False), \
+                    autocast(torch.device(device)):
                 loss = criterion(head(backbone(x0)), head(backbone(x1)))
             opt.zero_grad()
             loss.backward()
@@ -70,4 +75,4 @@ def train_lightly(images: np.ndarray, backbone_cfg: BackboneConfig, budget: floa
     backbone.cpu().save(out)
     return {"images_seen": seen, "steps": steps, "seconds": round(elapsed, 1),
             "images_per_sec": round(seen / elapsed, 1), "epochs": round(seen / len(images), 3),
-            "final_loss": loss.item()}
+            "final_loss": loss.item(), "precision": chosen.name}

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 import selfsight
 from selfsight.api import backbone_config, pixel_knn
 from selfsight.cli import key_values
 from selfsight.data import load_eval_sets
+from selfsight.device import cpu_facts
 
 # The default CPU recipe (see BENCHMARKS.md for why).
 DEFAULTS = {"method": "simclr", "backbone": "resnet10_cpu", "batch_size": 512,
@@ -41,6 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--knn-every", type=int, default=0, help="online kNN every N epochs")
     p.add_argument("--importance", type=float, default=0.0)
     p.add_argument("--compare", choices=["lightly"], default=None)
+    p.add_argument("--precision", default="auto", help="both arms (auto: from the hardware)")
     p.add_argument("--lightly-workers", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/pretrain_fashion_mnist")
     return p.parse_args()
@@ -56,7 +58,7 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
                        options=key_values(args.set, "--set"),
                        backbone_options=key_values(args.backbone_set, "--backbone-set"),
                        time_budget=args.budget, knn_every=args.knn_every,
-                       importance=args.importance,
+                       importance=args.importance, precision=args.precision,
                        accelerator="gpu" if device == "cuda" else "cpu")
     wall = time.monotonic() - started
     records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
@@ -64,7 +66,8 @@ def selfsight_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     result = {"images_seen": last["images_seen"], "seconds": last["elapsed"],
               "images_per_sec": round(last["images_seen"] / last["elapsed"], 1),
               "epochs": round(last["images_seen"] / 60_000, 3), "steps": last["step"],
-              "final_loss": last["loss"], "wall_seconds_with_setup": round(wall, 1)}
+              "final_loss": last["loss"], "wall_seconds_with_setup": round(wall, 1),
+              "precision": yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"]}
     result.update(selfsight.evaluate(run, progress=False, device=device, pixels=False,
                                      full=False))
     return result
@@ -78,7 +81,7 @@ def lightly_arm(args: argparse.Namespace, out: Path, device: str) -> dict:
     train = load_fashion_mnist("train")
     cfg = backbone_config(args.backbone, 1, 28, key_values(args.backbone_set, "--backbone-set"))
     result = train_lightly(train.images, cfg, args.budget, args.batch_size, out / "lightly",
-                           workers=args.lightly_workers, device=device)
+                           workers=args.lightly_workers, device=device, precision=args.precision)
     result.update(selfsight.evaluate(out / "lightly", progress=False, device=device, full=False,
                                      pixels=False))
     return result
@@ -92,7 +95,7 @@ def main() -> None:
     train, test = load_eval_sets("fashion-mnist", 28, 1)
     report: dict = {
         "command": " ".join(sys.argv), "device": device, "torch": str(torch.__version__),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "cpu": cpu_facts(), "threads": torch.get_num_threads(),
         "budget_seconds": args.budget, "batch_size": args.batch_size,
         "pixels": pixel_knn(train, test),
     }
@@ -110,15 +113,19 @@ def main() -> None:
 
 def print_table(report: dict) -> None:
     px = report["pixels"]
+    cpu = report["cpu"]
     print(f"\nFashion-MNIST, {report['budget_seconds']:.0f} s budget on {report['device']}, "
-          f"batch {report['batch_size']}")
-    print(f"{'arm':<10} {'img/s':>8} {'epochs':>7} {'kNN k200':>9} {'kNN k20':>8} {'linear':>7}")
+          f"batch {report['batch_size']}; CPU {cpu['model']} ({', '.join(cpu['flags'])}; "
+          f"native bf16: {cpu['native_bf16']}; caps {cpu['isa_caps'] or 'none'})")
+    print(f"{'arm':<10} {'img/s':>8} {'epochs':>7} {'kNN k200':>9} {'kNN k20':>8} {'linear':>7}"
+          f" {'precision':>10}")
     print(f"{'pixels':<10} {'':>8} {'':>7} {px['knn_k200']:>9.4f} {px['knn_k20']:>8.4f}")
     for arm in ("selfsight", "lightly"):
         if arm in report:
             r = report[arm]
             print(f"{arm:<10} {r['images_per_sec']:>8.1f} {r['epochs']:>7.2f} "
-                  f"{r['knn_k200']:>9.4f} {r['knn_k20']:>8.4f} {r['linear_top1']:>7.4f}")
+                  f"{r['knn_k200']:>9.4f} {r['knn_k20']:>8.4f} {r['linear_top1']:>7.4f} "
+                  f"{r['precision']:>10}")
     if "throughput_ratio" in report:
         print(f"throughput ratio {report['throughput_ratio']}x, "
               f"kNN k200 difference {report['knn_k200_difference']:+.4f}")

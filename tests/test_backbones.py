@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from selfsight.backbone_names import ALIASES, OPTIONS
 from selfsight.backbones import (
-    ALIASES,
-    OPTIONS,
     Backbone,
     BackboneConfig,
     alias_of,

@@ -462,10 +462,24 @@ def test_load_images_dispatch(tmp_path):
 
     flat = tmp_path / "flat"
     _class_tree(flat)
-    assert load_images(flat, cache_dir=tmp_path / "c").size == (64, 64)
+    assert load_images(flat, cache_dir=tmp_path / "c").size == (16, 16)  # the images' own size
     with pytest.raises(ValueError, match=str(flat)):
         load_images(flat, split="test", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="accepted"):
         load_images(tmp_path / "does-not-exist")
     with pytest.raises(ValueError, match="accepted"):
         load_images(42)
+
+
+def test_a_folder_is_read_at_its_images_own_size_up_to_64(tmp_path):
+    from selfsight.data import default_folder_size, load_images
+
+    for name, side in (("small", 32), ("large", 300)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(5):  # non-square: the short side counts
+            Image.fromarray(np.zeros((side, side + 10), np.uint8)).save(folder / f"{i}.png")
+    assert default_folder_size(tmp_path / "small") == 32
+    assert default_folder_size(tmp_path / "large") == 64
+    assert load_images(tmp_path / "small").size[0] == 32
+    assert load_images(tmp_path / "small", size=48).size[0] == 48

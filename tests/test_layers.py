@@ -6,7 +6,8 @@ from pathlib import Path
 import selfsight
 
 SRC = Path(selfsight.__file__).parent
-BLOCKS = ("nn", "losses", "views", "backbones", "data")
+BLOCKS = ("nn", "losses", "views", "backbones", "backbone_names", "data", "device", "progress",
+          "errors", "config")
 CONSUMERS = ("eval", "anomaly", "export", "reports", "segment")
 ABOVE = ("selfsight.train", "selfsight.methods", "selfsight.api", "selfsight.cli")
 

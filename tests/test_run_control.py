@@ -56,6 +56,28 @@ def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, mo
     assert records[-1]["elapsed"] <= 2.0
 
 
+def test_one_step_longer_than_half_the_budget_is_not_repeated(tmp_path, fmnist_small,
+                                                               monkeypatch):
+    """The first step already says what a step costs: a 1.2 s step in a 2 s budget runs once."""
+    import selfsight
+    from selfsight.methods.simclr import SimCLR
+
+    step = SimCLR.compute_loss
+
+    def slow(self, views):
+        time.sleep(1.2)
+        return step(self, views)
+
+    monkeypatch.setattr(SimCLR, "compute_loss", slow)
+    run = selfsight.pretrain(fmnist_small.subset(range(256)), backbone="resnet18",
+                             out=tmp_path / "run", batch_size=32, time_budget=2.0,
+                             backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
+                             options={"proj_hidden_dim": 32}, precision="32-true",
+                             accelerator="cpu", progress=False, log_every=1)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert records[-1]["step"] == 1 and records[-1]["elapsed"] <= 2.0
+
+
 def test_first_metrics_come_after_a_few_steps(tmp_path, fmnist_small):
     import selfsight
 
@@ -132,6 +154,46 @@ def test_a_small_folder_trains_with_the_defaults(tmp_path, capsys):
                  str(run), "--no-progress", "--accelerator", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "backbone: resnet10_cpu (auto on cpu" in err and "batch size: 8 (auto" in err
-    assert "precision: " in err
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["train"]["batch_size"] == 8 and config["train"]["precision"] != "auto"
+
+
+def test_listing_methods_without_importing_them_matches_the_registry():
+    import selfsight
+    from selfsight.cli import method_descriptions
+
+    assert method_descriptions() == selfsight.list_methods()
+
+
+def labelled_folder(root, per_class=30):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, level in (("dark", 50), ("bright", 200)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = np.clip(rng.normal(level, 30, (16, 16)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_evaluate_shows_each_stage_and_no_progress_silences_it(tmp_path, capsys):
+    from selfsight.cli import main
+
+    data, run = tmp_path / "images", tmp_path / "run"
+    labelled_folder(data)
+    assert main(["pretrain", str(data), "--max-steps", "2", "--batch-size", "16", "--out",
+                 str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(data), "--precision", "32-true"]) == 0
+    err = capsys.readouterr().err
+    for stage in ("kNN (k = 20, 200)", "linear probe", "raw-pixel kNN", "kNN sweep", "few-shot",
+                  "k-means clustering (120 of 120 images", "robustness (60 images)",
+                  "per-class accuracy"):
+        assert stage in err, stage
+    assert "done in" in err
+    assert main(["evaluate", str(run), "--data", str(data), "--precision", "32-true",
+                 "--no-progress"]) == 0
+    quiet = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert all(line.startswith("precision:") for line in quiet), quiet

@@ -16,7 +16,7 @@ _PUBLIC = {
     "drift": "selfsight.api", "evaluate": "selfsight.api", "explore": "selfsight.api",
     "pretrain": "selfsight.api",
     "Backbone": "selfsight.backbones", "BackboneConfig": "selfsight.backbones",
-    "list_backbones": "selfsight.backbones", "load_backbone": "selfsight.backbones",
+    "list_backbones": "selfsight.backbone_names", "load_backbone": "selfsight.backbones",
     "finetune": "selfsight.classify", "load_classifier": "selfsight.classify",
     "predict": "selfsight.classify",
     "distill": "selfsight.distill",

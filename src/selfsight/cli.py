@@ -445,21 +445,42 @@ def full_summary(result: dict[str, Any]) -> list[str]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    import selfsight
+    from selfsight.backbone_names import OPTIONS, list_backbones
 
-    items = selfsight.list_methods() if args.what == "methods" else selfsight.list_backbones()
+    items = method_descriptions() if args.what == "methods" else list_backbones()
     width = max(map(len, items))
     for name, text in items.items():
         print(f"{name:<{width}}  {text}")
     if args.what == "backbones":
-        from selfsight.backbones import OPTIONS
-
         print("(any other timm model name works too)\n\noptions (--backbone-set key=value; any "
               "other key goes to timm's create_model):")
         width = max(map(len, OPTIONS))
         for key, text in OPTIONS.items():
             print(f"  {key:<{width}}  {text}")
     return 0
+
+
+def method_descriptions() -> dict[str, str]:
+    """Name -> description of every method, read from the method files' class attributes
+    without importing them (torch and Lightning take seconds to load); a test holds it equal
+    to ``selfsight.list_methods()``."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    found = {}
+    folder = Path(importlib.util.find_spec("selfsight.methods").origin).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            values = {t.id: stmt.value for stmt in node.body if isinstance(stmt, ast.Assign)
+                      for t in stmt.targets if isinstance(t, ast.Name)}
+            if "name" in values and "description" in values:
+                name = ast.literal_eval(values["name"])
+                if name:
+                    found[name] = ast.literal_eval(values["description"])
+    return dict(sorted(found.items()))
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

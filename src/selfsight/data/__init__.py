@@ -14,7 +14,7 @@ import numpy as np
 
 from .arrays import convert_channels, from_arrays, is_tensor
 from .fashion_mnist import load_fashion_mnist
-from .folder import load_folder, write_skipped_report
+from .folder import default_folder_size, load_folder, write_skipped_report
 from .imageset import ImageSet
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "FASHION_MNIST",
     "ImageSet",
     "align_classes",
+    "default_folder_size",
     "from_arrays",
     "load_eval_sets",
     "load_every_image",
@@ -53,8 +54,9 @@ def load_images(
 ) -> ImageSet:
     """Load ``data`` from whichever source it names.
 
-    ``size`` applies to folders only (default 64); Fashion-MNIST and arrays keep their native
-    size. ``channels`` (1 or 3) converts any source; None keeps (or, for folders, detects) it.
+    ``size`` applies to folders only (default: the images' median short side, at most 64);
+    Fashion-MNIST and arrays keep their native size. ``channels`` (1 or 3) converts any
+    source; None keeps (or, for folders, detects) it.
     ``labels`` is a CSV path for folders and an integer array for arrays. ``split`` picks the
     Fashion-MNIST split, or ``root/train`` / ``root/test`` of a folder that has both; arrays
     ignore it.
@@ -69,9 +71,10 @@ def load_images(
         root = data[len(FASHION_MNIST) + 1 :] or None
         return _with_channels(load_fashion_mnist(split, root=root), channels)
     if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
+        folder = _folder_for_split(Path(data).expanduser(), split)
         return load_folder(
-            _folder_for_split(Path(data).expanduser(), split),
-            size=DEFAULT_FOLDER_SIZE if size is None else size,
+            folder,
+            size=default_folder_size(folder, DEFAULT_FOLDER_SIZE) if size is None else size,
             channels=channels,
             cache_dir=cache_dir,
             labels=_csv_path(labels),

@@ -67,10 +67,13 @@ class TimeBudget(L.Callback):
     def expected_step(self) -> float:
         return float(np.median(self.step_seconds)) if self.step_seconds else 0.0
 
+    def on_train_batch_start(self, *args: Any) -> None:
+        if self._last is None:  # the first step: timed from its own start
+            self._last = time.monotonic()
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
-        now = time.monotonic()
-        if self._last is not None:
-            self.step_seconds = [*self.step_seconds, now - self._last][-self.window:]
+        now = time.monotonic()  # end to end: checkpoints and kNN between steps count too
+        self.step_seconds = [*self.step_seconds, now - self._last][-self.window:]
         self._last = now
         budget = pl_module.time_budget
         if budget and pl_module.elapsed + self.expected_step() >= budget:
