@@ -33,25 +33,30 @@ def test_the_cli_parses_without_importing_the_heavy_libraries():
     assert helped.returncode == 0 and "--precision" in helped.stdout
 
 
-def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, monkeypatch):
-    """Steps of 0.4 s against a 2 s budget: the run stops before a step would end past it
-    (checked only after each step, it ended up to a whole step late)."""
+def run_with_slow_steps(tmp_path, data, monkeypatch, seconds: float, budget: float) -> list:
+    """metrics.jsonl of a run whose every step sleeps ``seconds`` more, under ``budget``."""
     import selfsight
     from selfsight.methods.simclr import SimCLR
 
     step = SimCLR.compute_loss
 
     def slow(self, views):
-        time.sleep(0.4)
+        time.sleep(seconds)
         return step(self, views)
 
     monkeypatch.setattr(SimCLR, "compute_loss", slow)
-    run = selfsight.pretrain(fmnist_small.subset(range(256)), backbone="resnet18",
-                             out=tmp_path / "run", batch_size=32, time_budget=2.0,
+    run = selfsight.pretrain(data.subset(range(256)), backbone="resnet18", out=tmp_path / "run",
+                             batch_size=32, time_budget=budget,
                              backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
                              options={"proj_hidden_dim": 32}, precision="32-true",
                              accelerator="cpu", progress=False, log_every=1)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    return [json.loads(line) for line in (run / "metrics.jsonl").open()]
+
+
+def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, monkeypatch):
+    """Steps of 0.4 s against a 2 s budget: the run stops before a step would end past it
+    (checked only after each step, it ended up to a whole step late)."""
+    records = run_with_slow_steps(tmp_path, fmnist_small, monkeypatch, 0.4, 2.0)
     assert records[-1]["step"] >= 3
     assert records[-1]["elapsed"] <= 2.0
 
@@ -59,22 +64,7 @@ def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, mo
 def test_one_step_longer_than_half_the_budget_is_not_repeated(tmp_path, fmnist_small,
                                                                monkeypatch):
     """The first step already says what a step costs: a 1.2 s step in a 2 s budget runs once."""
-    import selfsight
-    from selfsight.methods.simclr import SimCLR
-
-    step = SimCLR.compute_loss
-
-    def slow(self, views):
-        time.sleep(1.2)
-        return step(self, views)
-
-    monkeypatch.setattr(SimCLR, "compute_loss", slow)
-    run = selfsight.pretrain(fmnist_small.subset(range(256)), backbone="resnet18",
-                             out=tmp_path / "run", batch_size=32, time_budget=2.0,
-                             backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
-                             options={"proj_hidden_dim": 32}, precision="32-true",
-                             accelerator="cpu", progress=False, log_every=1)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    records = run_with_slow_steps(tmp_path, fmnist_small, monkeypatch, 1.2, 2.0)
     assert records[-1]["step"] == 1 and records[-1]["elapsed"] <= 2.0
 
 
@@ -165,24 +155,12 @@ def test_listing_methods_without_importing_them_matches_the_registry():
     assert method_descriptions() == selfsight.list_methods()
 
 
-def labelled_folder(root, per_class=30):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for name, level in (("dark", 50), ("bright", 200)):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = np.clip(rng.normal(level, 30, (16, 16)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-
-
 def test_evaluate_shows_each_stage_and_no_progress_silences_it(tmp_path, capsys):
     from selfsight.cli import main
+    from test_cli import make_folder as labelled_folder  # two classes, train/ and test/
 
     data, run = tmp_path / "images", tmp_path / "run"
-    labelled_folder(data)
+    labelled_folder(data, per_class=30)
     assert main(["pretrain", str(data), "--max-steps", "2", "--batch-size", "16", "--out",
                  str(run), *TINY]) == 0
     capsys.readouterr()
