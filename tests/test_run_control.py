@@ -144,6 +144,7 @@ def test_a_small_folder_trains_with_the_defaults(tmp_path, capsys):
                  str(run), "--no-progress", "--accelerator", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "backbone: resnet10_cpu (auto on cpu" in err and "batch size: 8 (auto" in err
+    assert "decoding images" not in err and "%|" not in err  # --no-progress: no bars at all
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["train"]["batch_size"] == 8 and config["train"]["precision"] != "auto"
 

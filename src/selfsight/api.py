@@ -61,7 +61,7 @@ def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
     if train.labels is None or not isinstance(data, (str, Path)):
         return None  # in-memory data has no separate test split to monitor with
     try:
-        test = load_images(data, split="test", size=size, channels=channels)
+        test = load_images(data, split="test", size=size, channels=channels, progress=False)
         if test.labels is None:
             return None
         test = align_classes(test, train, data)
@@ -110,7 +110,8 @@ def pretrain(
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size or 1,
                                                **train_options}, "training options")
     train_cfg, precision = with_resolved_precision(train_cfg)
-    images = load_images(data, split="train", size=image_size, channels=channels)
+    images = load_images(data, split="train", size=image_size, channels=channels,
+                         progress=train_cfg.progress)
     train_cfg = replace(train_cfg, batch_size=choose_batch_size(batch_size, device, len(images)))
     # Inference at the training crop size measured best here (kNN +1 point over upscaling).
     size = image_size or view_size or images.size[0]
@@ -306,7 +307,8 @@ def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200
     backbone = load_backbone(run)
     cfg = backbone.config
     feats = [extract_features(backbone, load_images(d, size=cfg.image_size,
-                                                    channels=cfg.in_chans).images,
+                                                    channels=cfg.in_chans,
+                                                    progress=progress).images,
                               device=device, progress=progress) for d in (reference, current)]
     result = {"reference": str(reference), "current": str(current),
               "precision": current_precision(device).name,

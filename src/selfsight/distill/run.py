@@ -81,7 +81,8 @@ def distill(
     student_cfg = student_config(teacher.config, student, image_size, student_options)
     data = teacher_data(run) if data is None else data
     images = load_images(data, split="train", size=student_cfg.image_size,
-                         channels=student_cfg.in_chans)
+                         channels=student_cfg.in_chans,
+                         progress=train_cfg.progress)
     run_dir = Path(out or f"runs/distill-{student}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_skipped_report(images, run_dir)
