@@ -21,12 +21,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from selfsight.backbones import load_backbone
-from selfsight.data import load_eval_sets, load_every_image
+from selfsight.data import load_eval_sets, load_every_image, run_images
 from selfsight.device import current_precision, default_device, runs_at_precision
 from selfsight.eval.drift import per_class
 from selfsight.eval.finetune import Classifier, probabilities
 from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
-from selfsight.export.onnx import run_images
 
 HEAD, META = "head.safetensors", "classifier.json"
 

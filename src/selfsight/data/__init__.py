@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 
 from .arrays import convert_channels, from_arrays, is_tensor
 from .fashion_mnist import load_fashion_mnist
@@ -31,6 +32,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_folder",
     "load_images",
+    "run_images",
     "write_skipped_report",
 ]
 
@@ -219,3 +221,18 @@ def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
                          f"(training classes: {train.classes})")
     lookup = np.array([train.classes.index(c) for c in test.classes])
     return dataclasses.replace(test, labels=lookup[test.labels], classes=train.classes)
+
+
+def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
+    """The training images named in ``run/config.yaml`` (``data``), or None when they cannot be
+    loaded again (in-memory arrays, a moved folder)."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not isinstance(data, str):
+        return None
+    try:
+        return load_images(data, split="train", size=size, channels=channels)
+    except (ValueError, FileNotFoundError, OSError):
+        return None

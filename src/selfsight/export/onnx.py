@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from selfsight.backbones import Backbone, load_backbone
-from selfsight.data import ImageSet, load_images
+from selfsight.classify import HEAD, load_classifier
+from selfsight.data import load_images, run_images
 from selfsight.eval.extract import preprocess
 from selfsight.eval.timing import median_ms_per_image
 
@@ -78,21 +78,6 @@ class DeployModel(nn.Module):
     def outputs(self, features: torch.Tensor) -> torch.Tensor:
         """(B, D) pooled features, or (B, classes) probabilities with a head."""
         return features if self.head is None else self.head(features).softmax(1)
-
-
-def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
-    """The training images named in ``run/config.yaml`` (``data``), or None when they cannot be
-    loaded again (in-memory arrays, a moved folder)."""
-    config = run / "config.yaml"
-    if not config.is_file():
-        return None
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
-    if not isinstance(data, str):
-        return None
-    try:
-        return load_images(data, split="train", size=size, channels=channels)
-    except (ValueError, FileNotFoundError, OSError):
-        return None
 
 
 def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | None,
@@ -214,7 +199,6 @@ def export_onnx(
     images, must be <= 1e-4) and CPU latency per image (onnxruntime vs PyTorch, median after
     warm-up). ``images`` (any ``load_images`` source) default to the run's training data."""
     run = Path(run)
-    from selfsight.classify import HEAD, load_classifier  # here: classify imports this module
 
     head, classes = None, None
     if (run / HEAD).is_file():
