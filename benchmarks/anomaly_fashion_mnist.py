@@ -37,8 +37,7 @@ from selfsight.anomaly import (
     pro_auc,
     save_overlay,
 )
-from selfsight.api import backbone_config
-from selfsight.backbones import Backbone, load_backbone
+from selfsight.backbones import Backbone, backbone_config, load_backbone
 from selfsight.cli import key_values
 from selfsight.data import load_fashion_mnist
 from selfsight.data.defects import add_defects

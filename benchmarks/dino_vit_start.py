@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import selfsight
-from selfsight.api import backbone_config
-from selfsight.backbones import Backbone
+from selfsight.backbones import Backbone, backbone_config
 from selfsight.data.scenes import make_scenes
 from selfsight.nn.heads import DINOHead
 

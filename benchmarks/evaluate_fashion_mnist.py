@@ -21,12 +21,8 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.cli import (
-    add_finetune_recipe,
-    finetune_recipe,
-    label_efficiency_table,
-    summary_table,
-)
+from selfsight.cli.options import add_finetune_recipe, finetune_recipe
+from selfsight.summaries import summary_lines
 
 
 def parse() -> argparse.Namespace:
@@ -57,8 +53,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(report, indent=2))
-    print(summary_table(result))
-    print(label_efficiency_table(result["label_efficiency"]))
+    print("\n".join(summary_lines(result)))
     print(f"written to {out / 'result.json'} and {args.run}/eval/")
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 import selfsight
-from selfsight.api import backbone_config
-from selfsight.backbones import Backbone
+from selfsight.backbones import Backbone, backbone_config
 from selfsight.data import load_eval_sets
 from selfsight.eval import finetune
 from selfsight.eval.extract import default_device

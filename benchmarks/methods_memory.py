@@ -18,7 +18,7 @@ from pathlib import Path
 def measure(method: str, backbone: str, batch: int, steps: int) -> dict:
     import torch
 
-    from selfsight.api import backbone_config
+    from selfsight.backbones import backbone_config
     from selfsight.data import load_fashion_mnist
     from selfsight.methods import get_method
 

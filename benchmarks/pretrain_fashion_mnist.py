@@ -20,7 +20,8 @@ import torch
 import yaml
 
 import selfsight
-from selfsight.api import backbone_config, pixel_knn
+from selfsight.api import pixel_knn
+from selfsight.backbones import backbone_config
 from selfsight.cli import key_values
 from selfsight.data import load_eval_sets
 from selfsight.device import cpu_facts

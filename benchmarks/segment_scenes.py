@@ -36,6 +36,7 @@ from selfsight.data.scenes import make_scenes, read_coco, write_coco
 from selfsight.segment import (
     MaskCutConfig,
     PseudoMaskConfig,
+    SegmenterConfig,
     extract_patch_features,
     instanceness,
     mask_ap,
@@ -45,7 +46,6 @@ from selfsight.segment.ncut import maskcut
 from selfsight.segment.overlay import draw_instances, save_panel
 from selfsight.segment.refine import upsample_masks
 from selfsight.segment.segmenter import (
-    SegmenterConfig,
     predict,
     save_segmenter,
     train_with_self_training,

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from selfsight.api import backbone_config
-from selfsight.backbones import BackboneConfig
+from selfsight.backbones import BackboneConfig, backbone_config
 from selfsight.cli import key_values
 from selfsight.config import PRECISIONS
 from selfsight.device import autocast, computing_at, cpu_facts, resolve_precision

@@ -20,10 +20,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from selfsight.backbones import default_stats
 from selfsight.data import load_fashion_mnist
 from selfsight.train.loader import StepBatchSampler, training_loader
 from selfsight.views import ViewPipeline, simclr_views
-from selfsight.views.pipeline import default_stats
 
 
 class TwoPILViews(Dataset):

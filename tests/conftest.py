@@ -22,3 +22,13 @@ def fmnist_small():
     index = np.random.default_rng(0).permutation(len(data))[:2000]
     return data.subset(np.sort(index))
 
+
+
+def assert_reads_back(record: type, path) -> None:
+    """A verb's JSON file read into its typed record writes back the same keys, values and
+    order (selfsight.results)."""
+    import json
+    from pathlib import Path
+
+    raw = json.loads(Path(path).read_text())
+    assert list(record.load(path).to_json().items()) == list(raw.items())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_reads_back
 from selfsight.anomaly import (
     AnomalyConfig,
     AnomalyModel,
@@ -22,6 +23,7 @@ from selfsight.anomaly import (
 from selfsight.backbones import Backbone, BackboneConfig
 from selfsight.cli import main
 from selfsight.data.defects import DEFECT_KINDS, FOREGROUND, add_defects, write_defect_folder
+from selfsight.results import AnomalyScores
 
 
 def tiny_backbone(size: int = 28) -> Backbone:
@@ -196,6 +198,7 @@ def test_cli_fit_and_score_a_defect_folder(fmnist_small, tmp_path, capsys):
                  str(out), "--overlays", "5", "--no-progress"]) == 0
     assert "flagged anomalous" in capsys.readouterr().out
     result = json.loads((out / "scores.json").read_text())
+    assert_reads_back(AnomalyScores, out / "scores.json")
     assert result["count"] == 40 and len(result["results"]) == 40
     assert len(list((out / "overlays").glob("*.png"))) == 5
     # The JSON holds what the saved model computes on the same pictures, flagged by threshold.

@@ -182,5 +182,5 @@ def test_a_standardize_that_is_not_a_boolean_is_a_clear_error(tmp_path):
     Backbone(BackboneConfig("resnet18", in_chans=1, image_size=20)).save(tmp_path)
     config = json.loads((tmp_path / "backbone.json").read_text())
     (tmp_path / "backbone.json").write_text(json.dumps({**config, "standardize": 1}))
-    with pytest.raises(ValueError, match=r"backbone\.json: standardize must be true or false"):
+    with pytest.raises(ValueError, match=r"backbone\.json.*standardize.*true/false"):
         load_backbone(tmp_path)

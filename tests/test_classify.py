@@ -9,11 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import assert_reads_back
+from selfsight.artifacts import CLASSIFIER
 from selfsight.backbones import Backbone, backbone_config
-from selfsight.classify import HEAD, finetune, load_classifier, probabilities, save_classifier
+from selfsight.classify import finetune, load_classifier, probabilities, save_classifier
 from selfsight.cli import main
 from selfsight.eval.finetune import Classifier
 from selfsight.eval.label_efficiency import FinetuneRecipe
+from selfsight.results import FinetuneResult
 
 TINY = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
 NAMES = {1: "trouser", 7: "sneaker", 8: "bag"}
@@ -47,6 +50,7 @@ def test_finetune_then_predict_labels_new_images(tmp_path, labelled_folder, caps
                  "--min-steps", "30", "--step-ladder", "1", "2", "--validation-folds", "2",
                  "--no-progress"]) == 0
     meta = json.loads((run / "classifier" / "classifier.json").read_text())
+    assert_reads_back(FinetuneResult, run / "classifier" / "classifier.json")
     assert meta["classes"] == ["bag", "sneaker", "trouser"]  # sorted folder names
     assert meta["labelled_images"] == 60 and meta["test_images"] == 60  # half of 120; 1 broken
     assert meta["steps"]["folds"] == 2 and meta["steps"]["held_out"] == 60
@@ -100,7 +104,7 @@ def test_saved_classifier_loads_without_pickle_to_the_same_outputs(tmp_path):
                        atol=1e-6)
     assert meta["classes"] == ["a", "b", "c"]
     (folder / "classifier.json").write_text(json.dumps({"classes": ["a", "b"]}))
-    with pytest.raises(ValueError, match=f"{HEAD}.*2 classes"):
+    with pytest.raises(ValueError, match=f"{CLASSIFIER.weights_file}.*2 classes"):
         load_classifier(folder)
     for broken in ("{not json", json.dumps({"labels": ["a"]})):
         (folder / "classifier.json").write_text(broken)

@@ -1,11 +1,13 @@
 """The CLI end to end on a small labelled folder, and its error messages."""
 
 import json
+import re
 
 import numpy as np
 from PIL import Image
 
 from selfsight.cli import main
+from selfsight.results import DriftResult, EvalResult, LabelEfficiency
 
 TINY = ["--backbone-set", "stem_stride=2", "--backbone-set", "channels=(8,16,32,64)",
         "--set", "proj_hidden_dim=64", "--precision", "32-true", "--no-progress"]
@@ -75,11 +77,17 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     assert result["train_images"] == 80 and result["test_images"] == 80
     printed = capsys.readouterr().out  # the full evaluation, summed up in the terminal
     c, r = result["clustering"], result["robustness"]
-    assert f"k-means (3 seeds): accuracy {c['accuracy']:.4f} ± {c['std']['accuracy']:.4f}" \
-        in printed
-    assert ("few-shot:" in printed) == bool(result["few_shot"])  # 2 classes: no 5-way episodes
+    assert re.search(r"k-means \(2 clusters, mean of 3 seeds\): acc / NMI / ARI +"
+                     + re.escape(f"{c['accuracy']:.3f} / {c['nmi']:.3f} / {c['ari']:.3f} "
+                                 f"(acc ± {c['std']['accuracy']:.3f})"), printed)
+    assert ("few-shot" in printed) == bool(result["few_shot"])  # 2 classes: no 5-way episodes
     worst = min(accs[-1] for accs in r["corruptions"].values())
-    assert f"clean {r['clean']:.4f}" in printed and f"severity 5 {worst:.4f}" in printed
+    assert f"{r['clean']:.3f} / {r['mean_corrupted']:.3f} / {worst:.3f}" in printed
+    # The typed records read the files back unchanged (keys, values and their order).
+    for record, name in ((EvalResult, "images.json"),
+                         (LabelEfficiency, "images_label_efficiency.json")):
+        raw = json.loads((run / "eval" / name).read_text())
+        assert list(record.load(run / "eval" / name).to_json().items()) == list(raw.items())
     assert result["knn_k20"] > 0.9  # dark vs bright is easy even for a barely trained net
     # The full suite: every section the report draws, on the same 80 test images.
     assert result["clustering"]["items"] == 160 and result["clustering"]["n_clusters"] == 2
@@ -110,11 +118,13 @@ def test_pretrain_then_evaluate_a_labelled_folder(tmp_path, capsys):
     # Distilled arms only where some images are unlabelled.
     for arm in ("pretrained_distilled", "scratch_distilled"):
         assert {f: len(runs) for f, runs in study["arms"][arm].items()} == {"0.1": 2}
-    assert all(s in printed for s in ("savings factor", "scratch_distilled", "scratch steps"))
+    assert all(s in printed for s in ("savings factor", "scratch distilled",
+                                      "scratch fine-tuning steps"))
     # Drift between two folders in this run's feature space: dark vs bright images differ.
     assert main(["drift", str(run), str(data / "test" / "dark"), str(data / "test" / "bright"),
                  "--permutations", "50", "--no-progress"]) == 0
     drift = json.loads((run / "eval" / "drift.json").read_text())
+    assert DriftResult.load(run / "eval" / "drift.json").to_json() == drift
     assert drift["p_value"] < 0.05 and drift["mmd2"] > drift["null_mmd2_95"]
     assert ": drift" in capsys.readouterr().out
 

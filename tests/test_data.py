@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import selfsight.data.folder as folder_mod
+import selfsight.data.decode as folder_mod  # decode_image is patched where the loader calls it
 from selfsight.data import (
     ImageSet,
     from_arrays,

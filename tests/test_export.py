@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import selfsight
+from conftest import assert_reads_back
 from selfsight.api import backbone_config
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.cli import main
@@ -18,6 +19,7 @@ from selfsight.distill import Distiller, distill, feature_loss, student_config
 from selfsight.eval.extract import extract_features, preprocess
 from selfsight.export import export_onnx
 from selfsight.export.onnx import resize_matrix
+from selfsight.results import ExportResult, FilesSummary
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -69,6 +71,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes(tmp_path, fmnist_small, name, s
     assert model.is_file() and (run / "export" / "export.json").is_file()
     assert result["parity"]["passed"] and result["parity"]["max"] <= 1e-4
     spec = json.loads((run / "export" / "export.json").read_text())
+    assert_reads_back(ExportResult, run / "export" / "export.json")
     assert ("zero mean and unit variance" in json.dumps(spec)) == bool(options.get("standardize"))
     assert set(result["latency_ms_per_image"]["onnxruntime"]) == {"1", "4"}
     # Independent check with a fresh session: batch sizes the export never traced.
@@ -118,6 +121,7 @@ def test_embed_writes_one_row_per_readable_image(tmp_path, fmnist_small, capsys)
     assert "1 unreadable skipped" in capsys.readouterr().out
     rows = np.load(out)
     meta = json.loads(out.with_name("features.npy.json").read_text())
+    assert_reads_back(FilesSummary, out.with_name("features.npy.json"))
     order = sorted(range(len(names)), key=lambda i: names[i])
     assert [f.split("imgs/")[1] for f in meta["files"]] == [names[i] for i in order]
     assert meta["skipped_count"] == 1 and meta["skipped"][0]["file"].endswith("broken.png")
@@ -198,7 +202,7 @@ def test_distill_cli_writes_a_student_run(tmp_path, fmnist_small, capsys):
             "--batch-size", "16", "--max-steps", "2", "--precision", "32-true", "--no-progress"]
     assert main(args) == 0
     assert "student run folder" in capsys.readouterr().out
-    assert load_backbone(tmp_path / "s").config.model_kwargs["layers"] == [1, 1, 1, 1]
+    assert load_backbone(tmp_path / "s").config.model_kwargs["layers"] == (1, 1, 1, 1)
     assert json.loads((tmp_path / "s" / "skipped_files.json").read_text())["count"] == 1
     assert main([*args[:5], str(tmp_path / "s2"), "--set", "los=cosine"]) == 2
     assert "loss" in capsys.readouterr().err  # the valid keys are listed

@@ -20,10 +20,10 @@ from selfsight.segment.ncut import (
     bipartition,
     grid_proximity,
     keep_candidate,
-    mask_iou,
     maskcut,
     second_eigenvector,
 )
+from selfsight.segment.overlap import mask_iou
 from selfsight.segment.refine import guided_filter, upsample_masks
 
 
@@ -58,6 +58,11 @@ def ncut_reference(w: np.ndarray) -> np.ndarray:
     degree = np.diag(w.sum(1))
     _, vectors = scipy.linalg.eigh(degree - w, degree)
     return vectors[:, 1]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of one pair of (h, w) masks."""
+    return float(mask_iou(a[None], b[None])[0, 0])
 
 
 def abs_cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -117,7 +122,7 @@ def test_bipartition_recovers_planted_object(labels):
     features = planted_features(labels).flatten(1).T[None]
     vector = second_eigenvector(affinity(features))[0]
     component, seed = bipartition(vector, labels.shape)
-    assert mask_iou(component, labels == 1) > 0.9
+    assert iou(component, labels == 1) > 0.9
     assert component.flat[seed]
 
 
@@ -125,7 +130,7 @@ def test_bipartition_with_three_clusters_returns_one_object():
     labels = two_blobs()
     features = planted_features(labels).flatten(1).T[None]
     component, _ = bipartition(second_eigenvector(affinity(features))[0], labels.shape)
-    assert max(mask_iou(component, labels == k) for k in (1, 2)) > 0.9
+    assert max(iou(component, labels == k) for k in (1, 2)) > 0.9
 
 
 def test_bipartition_keeps_only_the_seed_component():
@@ -184,10 +189,10 @@ def test_maskcut_finds_planted_objects_as_separate_masks():
     batch = torch.stack([planted_features(labels, seed=s) for s in range(3)])  # (3, D, 16, 16)
     for masks in maskcut(batch):
         assert len(masks) == 2
-        matched = sorted(max(range(2), key=lambda k: mask_iou(m, labels == k + 1)) for m in masks)
+        matched = sorted(max(range(2), key=lambda k: iou(m, labels == k + 1)) for m in masks)
         assert matched == [0, 1]
         for mask in masks:
-            assert max(mask_iou(mask, labels == k) for k in (1, 2)) > 0.9
+            assert max(iou(mask, labels == k) for k in (1, 2)) > 0.9
 
 
 def test_maskcut_masks_are_disjoint_and_shaped():
@@ -217,7 +222,7 @@ def test_maskcut_rejects_the_repeat_of_a_found_object():
     labels[3:9, 3:9] = 1
     masks = maskcut(planted_features(labels)[None], MaskCutConfig(n_masks=3))[0]
     assert len(masks) == 1
-    assert mask_iou(masks[0], labels == 1) > 0.9
+    assert iou(masks[0], labels == 1) > 0.9
 
 
 def test_keep_candidate_overlap_and_area_rules():
@@ -232,6 +237,16 @@ def test_keep_candidate_overlap_and_area_rules():
                               MaskCutConfig(max_overlap=0.7, min_area=0.2))  # exactly 20%
     assert keep_candidate(candidate, remainder, [], MaskCutConfig(max_overlap=0.5))
 
+
+
+def test_mask_iou_of_every_pair_with_empty_masks_at_zero():
+    a = np.zeros((2, 4, 4), dtype=bool)
+    a[0, :2] = True  # 8 pixels; a[1] is empty
+    b = np.zeros((3, 4, 4), dtype=bool)
+    b[0, :1] = True  # 4 pixels, inside a[0]
+    b[1, 1:3] = True  # 8 pixels, 4 shared with a[0]; b[2] is empty
+    np.testing.assert_array_equal(mask_iou(a, b), [[4 / 8, 4 / 12, 0.0], [0.0, 0.0, 0.0]])
+    assert iou(a[0], b[1]) == 4 / 12
 
 # ---------------------------------------------------------------- refinement
 
@@ -290,8 +305,8 @@ def test_refinement_snaps_a_blocky_mask_to_the_image_edge():
     image, truth, patch_mask = square_scene()
     coarse = upsample_masks(patch_mask[None], (64, 64), refine=False)[0]
     refined = upsample_masks(patch_mask[None], (64, 64), image=image, radius=8)[0]
-    assert mask_iou(refined, truth) > mask_iou(coarse, truth) + 0.1
-    assert mask_iou(refined, truth) > 0.9
+    assert iou(refined, truth) > iou(coarse, truth) + 0.1
+    assert iou(refined, truth) > 0.9
     colour = np.repeat(image[..., None], 3, axis=2)
     np.testing.assert_array_equal(
         upsample_masks(patch_mask[None], (64, 64), image=colour, radius=8)[0], refined)
@@ -315,13 +330,13 @@ def test_recursive_split_separates_touching_objects():
     labels[4:12, 8:14] = 2  # touching side by side: one connected foreground
     features = planted_features(labels)[None]
     merged = maskcut(features, MaskCutConfig(n_masks=1))[0][0]
-    assert mask_iou(merged, labels > 0) > 0.9  # a single cut keeps both together
+    assert iou(merged, labels > 0) > 0.9  # a single cut keeps both together
     split = maskcut(features, MaskCutConfig(n_masks=1, split_ncut=0.5))[0][0]
-    assert max(mask_iou(split, labels == k) for k in (1, 2)) > 0.9
+    assert max(iou(split, labels == k) for k in (1, 2)) > 0.9
     # One object's own patches are one clique: it is not split further.
     single = np.where(labels == 2, 0, labels)
     whole = maskcut(planted_features(single)[None], MaskCutConfig(n_masks=1, split_ncut=0.5))
-    assert mask_iou(whole[0][0], single == 1) > 0.9
+    assert iou(whole[0][0], single == 1) > 0.9
 
 
 def test_grid_proximity_matches_pairwise_distances():
@@ -346,15 +361,15 @@ def test_spatial_split_separates_twins_with_equal_features():
     features = planted_features(np.minimum(labels, 1))[None]  # twins look the same
     config = MaskCutConfig(n_masks=3, exclude_found=True, split_ncut=0.45)
     merged = maskcut(features, config)[0]  # the feature graph alone cannot tell them apart
-    assert max(mask_iou(m, labels > 0) for m in merged) > 0.9
+    assert max(iou(m, labels > 0) for m in merged) > 0.9
     split = maskcut(features, replace(config, split_sigma=0.1))[0]
     for k in (1, 2):
-        assert max(mask_iou(m, labels == k) for m in split) > 0.8
+        assert max(iou(m, labels == k) for m in split) > 0.8
     # A single compact object is not cut in two by the proximity weights.
     single = np.zeros((16, 16), dtype=int)
     single[4:11, 4:11] = 1
     whole = maskcut(planted_features(single)[None], replace(config, split_sigma=0.1))[0]
-    assert mask_iou(whole[0], single == 1) > 0.9
+    assert iou(whole[0], single == 1) > 0.9
     for bad in (replace(config, split_sigma=0.0), replace(config, split_ncut=None,
                                                          split_sigma=0.1)):
         with pytest.raises(ValueError, match="split_sigma"):
@@ -367,10 +382,10 @@ def test_centering_removes_a_shared_component():
     features = (planted_features(labels) + shared)[None]
     assert (affinity(features.flatten(2).transpose(1, 2)) == 1).all()  # a complete graph
     uncentred = maskcut(features, MaskCutConfig(n_masks=2))[0]
-    assert not any(mask_iou(m, labels == 1) > 0.9 for m in uncentred)
+    assert not any(iou(m, labels == 1) > 0.9 for m in uncentred)
     found = maskcut(features, MaskCutConfig(n_masks=2, center=True))[0]
     for k in (1, 2):
-        assert max(mask_iou(m, labels == k) for m in found) > 0.9
+        assert max(iou(m, labels == k) for m in found) > 0.9
 
 
 def test_bipartition_never_returns_unavailable_patches():
@@ -379,4 +394,4 @@ def test_bipartition_never_returns_unavailable_patches():
     available = labels != 1  # blob 1 was found before
     component, seed = bipartition(vector, labels.shape, available)
     assert not (component & ~available).any()
-    assert mask_iou(component, labels == 2) > 0.9 and available.flat[seed]
+    assert iou(component, labels == 2) > 0.9 and available.flat[seed]

@@ -13,18 +13,21 @@ import pytest
 from PIL import Image
 
 import selfsight
+from conftest import assert_reads_back
 from selfsight.cli import main
 from selfsight.eval.label_efficiency import FinetuneRecipe
-from selfsight.reports import (
-    detail_rows,
-    distinct_pairs,
-    efficiency_table,
-    figures,
-    headline_rows,
-    report,
-    run_facts,
-)
+from selfsight.eval.neighbours import distinct_pairs, nearest_neighbours, pick_queries
+from selfsight.reports import report
+from selfsight.reports.charts import label_efficiency_curve
 from selfsight.reports.html import Card, Section, data_uri, page
+from selfsight.reports.page import run_facts
+from selfsight.reports.style import new_figure, png_bytes
+from selfsight.results import EvalResult, ExploreResult, LabelEfficiency
+from selfsight.summaries import (
+    detail_rows,
+    efficiency_rows,
+    headline_rows,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 FIGURES = ("training", "embedding", "confusion", "retrieval", "per_class", "label_efficiency",
@@ -123,6 +126,7 @@ def test_explore_then_report_draws_the_clusters_of_unlabelled_images(tiny_run, t
                  "--no-progress"]) == 0
     said = capsys.readouterr().out
     result = json.loads((run / "eval" / "images_explore.json").read_text())
+    assert_reads_back(ExploreResult, run / "eval" / "images_explore.json")
     assert result["images"] == 220 and 2 <= result["n_clusters"] <= 6
     assert sum(c["size"] for c in result["clusters"]) == 220
     assert f"220 images in {result['n_clusters']} clusters" in said
@@ -152,7 +156,7 @@ def test_explore_then_report_draws_the_clusters_of_unlabelled_images(tiny_run, t
 def test_probe_catches_an_image_that_does_not_decode(tmp_path):
     page = tmp_path / "bad" / "index.html"
     page.parent.mkdir()
-    good = data_uri(figures.png_bytes(figures.new_figure(1, 1)))
+    good = data_uri(png_bytes(new_figure(1, 1)))
     page.write_text("<html><body><img src='data:image/png;base64,iVBORw0KGgoAAAA'>"
                     f"<img src='{good}'></body></html>")
     assert decoded_images(page, tmp_path)[:2] == (2, 1)
@@ -194,7 +198,7 @@ def test_nearest_neighbours_match_a_brute_force_loop():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(50, 8))
     queries = np.array([0, 7, 49])
-    index, sims = figures.nearest_neighbours(feats, queries, k=5)
+    index, sims = nearest_neighbours(feats, queries, k=5)
     unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     for row, q in enumerate(queries):
         scores = [(float(unit[q] @ unit[j]), j) for j in range(len(feats)) if j != q]
@@ -205,9 +209,9 @@ def test_nearest_neighbours_match_a_brute_force_loop():
 
 def test_queries_cover_different_classes_first():
     labels = np.repeat(np.arange(10), 30)
-    queries = figures.pick_queries(labels, 8)
+    queries = pick_queries(labels, 8)
     assert len(set(labels[queries].tolist())) == 8
-    queries = figures.pick_queries(np.repeat(np.arange(3), 30), 8)
+    queries = pick_queries(np.repeat(np.arange(3), 30), 8)
     assert len(set(queries.tolist())) == 8 and set(np.repeat(np.arange(3), 30)[queries]) == {
         0, 1, 2}
 
@@ -226,7 +230,7 @@ def test_label_efficiency_title_says_when_the_factor_is_an_upper_bound(upper_bou
              "savings_upper_bound": upper_bound,
              "mean": {"pretrained": {"0.01": 0.8, "1.0": 0.9},
                       "scratch": {"0.01": 0.7, "1.0": 0.88}}}
-    assert figures.label_efficiency_curve(study).axes[0].get_title() == title
+    assert label_efficiency_curve(study).axes[0].get_title() == title
 
 
 def test_epochs_fact_counts_images_seen_not_the_last_epoch_begun():
@@ -246,7 +250,7 @@ def test_epochs_fact_counts_images_seen_not_the_last_epoch_begun():
 def test_details_say_how_the_fine_tuning_steps_were_chosen(budget, says):
     study = {"recipe": "r", "seeds": [0], "budgets": {"scratch": {"0.01": budget}},
              "savings_factor": 2.0}
-    rows = dict(detail_rows({}, study))
+    rows = dict(detail_rows(EvalResult(), LabelEfficiency.from_json(study)))
     assert re.fullmatch("1%: " + says, rows["scratch fine-tuning steps"])
 
 
@@ -260,7 +264,7 @@ def test_efficiency_table_gives_each_arm_and_the_gain_in_points():
                      "scratch": {"0.01": 0.01, "1.0": 0.0},
                      "linear": {"0.01": 0.0055, "1.0": 0.0},
                      "pretrained_distilled": {"0.01": 0.002}}}
-    assert efficiency_table(study) == [
+    assert efficiency_rows(LabelEfficiency.from_json(study)) == [
         ("labels", "fine-tuned", "from scratch", "linear probe", "distilled", "gain"),
         ("1% (\u2248600)", "0.827 \u00b1 0.004", "0.783 \u00b1 0.010", "0.825 \u00b1 0.005",
          "0.830 \u00b1 0.002", "+4.5 pts"),
@@ -269,7 +273,7 @@ def test_efficiency_table_gives_each_arm_and_the_gain_in_points():
 
 
 def test_a_half_width_figure_alone_takes_the_whole_row():
-    png = figures.png_bytes(figures.new_figure(1, 1))
+    png = png_bytes(new_figure(1, 1))
     cards = [Card("a", "A", "", png=png, wide=True), Card("b", "B", "", png=png),
              Card("c", "C", "", note="absent")]
     html = page("t", "s", [], [Section("one", cards=cards)])
@@ -281,10 +285,10 @@ def test_a_half_width_figure_alone_takes_the_whole_row():
 
 
 def test_headline_has_a_savings_row_only_when_there_is_a_factor():
-    result = {"knn_k20": 0.89}
-    without = {"savings_factor": None, "savings_note": "one fraction run (0.01)"}
+    result = EvalResult.from_json({"knn_k20": 0.89})
+    without = LabelEfficiency(savings_factor=None, savings_note="one fraction run (0.01)")
     assert [r[0] for r in headline_rows(result, without)] == ["kNN top-1, k=20"]
-    assert dict(detail_rows(result, {**without, "recipe": "r"}))["savings factor"] == \
-        "one fraction run (0.01)"
-    rows = headline_rows(result, {"savings_factor": 5.27, "savings_upper_bound": True})
+    without.recipe = "r"
+    assert dict(detail_rows(result, without))["savings factor"] == "one fraction run (0.01)"
+    rows = headline_rows(result, LabelEfficiency(savings_factor=5.27, savings_upper_bound=True))
     assert rows[-1][:2] == ("label savings factor vs scratch", "\u2264 5.27\u00d7")

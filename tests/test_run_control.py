@@ -151,7 +151,7 @@ def test_a_small_folder_trains_with_the_defaults(tmp_path, capsys):
 
 def test_listing_methods_without_importing_them_matches_the_registry():
     import selfsight
-    from selfsight.cli import method_descriptions
+    from selfsight.cli.catalogue import method_descriptions
 
     assert method_descriptions() == selfsight.list_methods()
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_reads_back
 from selfsight.backbones import Backbone, BackboneConfig
+from selfsight.results import SegmentResult
 from selfsight.segment.coco_eval import mask_ap
 from selfsight.segment.instanceness import BACKGROUND, MIXED, instanceness, patch_labels
 from selfsight.segment.patch_features import extract_patch_features, patch_grid
@@ -127,6 +129,7 @@ def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
     assert main(["segment", str(run), str(folder), "--out", str(out), "--overlays",
                  str(tmp_path / "overlays"), "--no-progress"]) == 0
     result = json.loads(out.read_text())
+    assert_reads_back(SegmentResult, out)
     assert result["method"] == "maskcut"
     assert [s["file"] for s in result["skipped"]] == ["broken.png"]
     assert sorted(r["file"] for r in result["results"]) == sorted(truth)

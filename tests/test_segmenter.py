@@ -11,15 +11,17 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from selfsight.segment.segmenter import (
+from selfsight.segment.model import (
     IGNORE_LABEL,
     DropLossRoIHeads,
     InstanceSegmenter,
     SegmenterConfig,
     build_segmenter,
+)
+from selfsight.segment.overlap import mask_iou
+from selfsight.segment.segmenter import (
     load_segmenter,
     make_target,
-    mask_iou,
     predict,
     save_segmenter,
     self_training_targets,

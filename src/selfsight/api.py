@@ -4,16 +4,15 @@ these)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-import yaml
 
 from selfsight.backbones import (
     backbone_config,
@@ -30,30 +29,24 @@ from selfsight.data import (
     load_every_image,
     load_images,
 )
-from selfsight.data.folder import write_skipped_report
 from selfsight.device import current_precision, default_device, device_for, runs_at_precision
+from selfsight.errors import UserError
 from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
 from selfsight.eval.explore import explore_features
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import SectionSizes, evaluation_sections
+from selfsight.files import write_atomic, write_text
 from selfsight.label_selection import typical_picks
 from selfsight.methods import get_method
 from selfsight.progress import stage
+from selfsight.results import DriftResult, EvalResult, ExploreResult, LabelEfficiency
+from selfsight.run_folder import RunFolder
 from selfsight.train.defaults import choose_backbone, choose_batch_size
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
-from selfsight.views.pipeline import MultiViewConfig, ViewConfig
+from selfsight.train.run_start import start_run
 
 KNN_MONITOR_SIZE = 10_000
-
-
-def override_views(views: MultiViewConfig, options: dict[str, Any] | None) -> MultiViewConfig:
-    """Set ``options`` (ViewConfig fields, checked and typed) on every view of a recipe."""
-    if not options:
-        return views
-    return MultiViewConfig(views=[
-        replace(v, **vars(config_from_dict(ViewConfig, {**vars(v), **options}, "view options")))
-        for v in views.views])
 
 
 def _knn_sets(data: Any, train: ImageSet, size: int, channels: int,
@@ -105,8 +98,8 @@ def pretrain(
     device = device_for(train_options.get("accelerator", "auto"))
     backbone = choose_backbone(backbone, device, vit=method_cls.requires_vit)
     if method_cls.requires_vit and not is_vit_name(resolve_alias(backbone)[0]):
-        raise ValueError(f"{method} needs a ViT backbone (patch tokens), got '{backbone}'; "
-                         "try --backbone vit_tiny_patch16_224")
+        raise UserError(f"{method} needs a ViT backbone (patch tokens), got '{backbone}'; "
+                        "try --backbone vit_tiny_patch16_224")
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size or 1,
                                                **train_options}, "training options")
     train_cfg, precision = with_resolved_precision(train_cfg)
@@ -118,50 +111,16 @@ def pretrain(
     backbone_cfg = backbone_config(backbone, images.channels, size, backbone_options)
     method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options",
                                   base=method_cls.default_config(backbone_cfg))
-    run_dir = Path(out or f"runs/{method}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_skipped_report(images, run_dir)
-    L.seed_everything(train_cfg.seed, verbose=False)  # the same seed builds the same weights
-    model = method_cls(backbone=backbone_cfg, config=method_cfg,
-                       views=override_views(method_cls.default_views(view_size or size),
-                                            view_options),
-                       batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                       time_budget=train_cfg.time_budget)
+    views = method_cls.default_views(view_size or size).with_options(view_options)
+    run, model = start_run(
+        out, f"{method}-{backbone}", data, images, train_cfg, precision,
+        lambda: method_cls(backbone=backbone_cfg, config=method_cfg, views=views,
+                           batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                           time_budget=train_cfg.time_budget), resume)
     knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
         if train_cfg.knn_every else None
-    resolved = {"data": data if isinstance(data, str) else images.name,
-                "num_images": len(images), "skipped_files": len(images.skipped),
-                "backbone": asdict(backbone_cfg), "train": asdict(train_cfg),
-                "precision_reason": precision.reason,
-                **model.describe(), "torch": str(torch.__version__)}
-    resolved = _plain(resolved)
-    check_same_recipe(run_dir / "config.yaml", resolved, resume)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    fit_and_save(model, images, train_cfg, run_dir, resume=resume, knn_sets=knn_sets)
-    return run_dir
-
-
-RECIPE_KEYS = ("method", "config", "views", "backbone")
-
-
-def check_same_recipe(saved: Path, resolved: dict[str, Any], resume: bool) -> None:
-    """A resumed run must continue the same recipe; only training budgets may change."""
-    if not (resume and saved.is_file()):
-        return
-    before = yaml.safe_load(saved.read_text()) or {}
-    changed = [k for k in RECIPE_KEYS if before.get(k) != resolved.get(k)]
-    if changed:
-        raise ValueError(f"{saved}: --resume with a different {', '.join(changed)} than the "
-                         "run was started with; use the original arguments or a new --out")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so the YAML is plain and safe_load-able."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    fit_and_save(model, images, train_cfg, run.root, resume=resume, knn_sets=knn_sets)
+    return run.root
 
 
 @runs_at_precision
@@ -180,7 +139,7 @@ def evaluate(
     device: str | None = None,
     progress: bool = True,
     sizes: SectionSizes | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Evaluate a run's frozen backbone; written to ``RUN/eval/<data>.json``.
 
     Always kNN (and the linear probe); with ``full`` also a kNN sweep, few-shot, clustering,
@@ -188,8 +147,8 @@ def evaluate(
     and predictions (``<data>_predictions.npz``); with ``label_fractions`` the label-efficiency
     A/B against training from scratch (``<data>_label_efficiency.json``). ``sizes``: how many
     images robustness and clustering use (default: seeded subsamples, see SectionSizes)."""
-    run = Path(run)
-    backbone = load_backbone(run)
+    run = RunFolder(run)
+    backbone = load_backbone(run.root)
     device = default_device(device)
     cfg = backbone.config
     train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels, progress)
@@ -211,42 +170,36 @@ def evaluate(
         with stage("raw-pixel kNN baseline", progress):
             baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
-    name = eval_name(data)
-    out = run / "eval"
-    out.mkdir(exist_ok=True)
     if full:
         sections, predictions = evaluation_sections(backbone, train, test, train_f, test_f,
                                                      device, pixels, progress, sizes)
         sections["compute"]["train_images_per_sec"] = training_throughput(run)
         result.update(sections)
-        np.savez_compressed(out / f"{name}_predictions.npz", **predictions)
+        write_atomic(run.evaluation(data, "_predictions.npz"),
+                     lambda f: np.savez_compressed(f, **predictions))
     result["eval_seconds"] = round(time.perf_counter() - started, 1)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    typed = EvalResult.from_json(result)
+    typed.save(run.evaluation(data))
     if label_fractions:
-        study = label_efficiency(backbone, train, test, tuple(label_fractions), tuple(seeds),
-                                 recipe, device, progress)
-        (out / f"{name}_label_efficiency.json").write_text(json.dumps(study, indent=2))
-        result["label_efficiency"] = study
-    return result
-
-
-def eval_name(data: Any) -> str:
-    """The stem of a source's files in RUN/eval: 'fashion-mnist' or the folder's name."""
-    return FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+        typed.label_efficiency = LabelEfficiency.from_json(label_efficiency(
+            backbone, train, test, tuple(label_fractions), tuple(seeds), recipe, device,
+            progress))
+        typed.label_efficiency.save(run.evaluation(data, "_label_efficiency.json"))
+    return typed
 
 
 @runs_at_precision
 def explore(run: str | Path, data: Any, clusters: int | None = None, max_clusters: int = 20,
             suggest: int = 0, device: str | None = None, progress: bool = True,
-            ) -> dict[str, Any]:
+            ) -> ExploreResult:
     """What is in unlabelled images, seen through the run's features (:mod:`eval.explore`):
     clusters with their typical images, near-duplicates, and, where the source has labels, how
     well the clusters agree with them. Writes ``RUN/eval/<data>_explore.json``, the features and
     clusters (``_explore.npz``) and ``<data>_clusters.csv`` (file, cluster, similarity to its
     centre) for sorting the images by cluster. ``suggest`` N also picks the N images to label
     first (TypiClust, :mod:`label_selection`) into ``<data>_to_label.csv``."""
-    run = Path(run)
-    backbone = load_backbone(run)
+    run = RunFolder(run)
+    backbone = load_backbone(run.root)
     cfg = backbone.config
     images = load_every_image(data, cfg.image_size, cfg.in_chans, progress)
     started = time.perf_counter()
@@ -257,39 +210,40 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
     result = {"run": str(run), "data": str(data), "images": len(images),
               "precision": current_precision(device).name,
               "skipped_files": len(images.skipped), **result}
-    out, name = run / "eval", eval_name(data)
-    out.mkdir(exist_ok=True)
+    to_label = run.evaluation(data, "_to_label.csv")
     if suggest:
         with stage(f"TypiClust: {suggest} images to label first", progress):
             picks, picked_from, typical = typical_picks(features, suggest)
         result["to_label"] = {"method": "TypiClust (Hacohen et al., 2022)", "budget": suggest,
-                              "rows": picks.tolist(), "file": str(out / f"{name}_to_label.csv")}
+                              "rows": picks.tolist(), "file": str(to_label)}
         if images.labels is not None:
             result["to_label"]["classes_covered"] = len(np.unique(images.labels[picks]))
         names = images.row_names()
-        write_csv(out / f"{name}_to_label.csv", ["order", "file", "pick_cluster", "typicality"],
+        write_csv(to_label, ["order", "file", "pick_cluster", "typicality"],
                   ((i + 1, names[r], int(c), f"{t:.4g}")
                    for i, (r, c, t) in enumerate(zip(picks, picked_from, typical))))
     result["explore_seconds"] = round(time.perf_counter() - started, 1)
-    (out / f"{name}_explore.json").write_text(json.dumps(result, indent=2))
-    np.savez_compressed(out / f"{name}_explore.npz", features=features.astype(np.float16),
-                        cluster=rows["cluster"])
-    write_csv(out / f"{name}_clusters.csv", ["file", "cluster", "similarity_to_centre"],
+    typed = ExploreResult.from_json(result)
+    typed.save(run.evaluation(data, "_explore.json"))
+    write_atomic(run.evaluation(data, "_explore.npz"), lambda f: np.savez_compressed(
+        f, features=features.astype(np.float16), cluster=rows["cluster"]))
+    write_csv(run.evaluation(data, "_clusters.csv"), ["file", "cluster", "similarity_to_centre"],
               ((file, int(c), f"{s:.4f}") for file, c, s in zip(
                   images.row_names(), rows["cluster"], rows["similarity"])))
-    return result
+    return typed
 
 
 def write_csv(path: Path, header: list[str], rows: Any) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
-def training_throughput(run: Path) -> float | None:
+def training_throughput(run: RunFolder) -> float | None:
     """Images/s of the run's last logged training step (None without metrics.jsonl)."""
-    path = run / "metrics.jsonl"
+    path = run.metrics
     if not path.exists():
         return None
     rates = [json.loads(line).get("images_per_sec") for line in path.read_text().splitlines()
@@ -300,11 +254,11 @@ def training_throughput(run: Path) -> float | None:
 
 @runs_at_precision
 def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200,
-          device: str | None = None, progress: bool = True) -> dict[str, Any]:
+          device: str | None = None, progress: bool = True) -> DriftResult:
     """Embedding drift between two image sets (e.g. last month's and this month's images) in the
     run's feature space: MMD^2 and a permutation p-value; written to ``RUN/eval/drift.json``."""
-    run = Path(run)
-    backbone = load_backbone(run)
+    run = RunFolder(run)
+    backbone = load_backbone(run.root)
     cfg = backbone.config
     feats = [extract_features(backbone, load_images(d, size=cfg.image_size,
                                                     channels=cfg.in_chans,
@@ -313,9 +267,9 @@ def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200
     result = {"reference": str(reference), "current": str(current),
               "precision": current_precision(device).name,
               **drift_score(*feats, permutations=permutations)}
-    (run / "eval").mkdir(exist_ok=True)
-    (run / "eval" / "drift.json").write_text(json.dumps(result, indent=2))
-    return result
+    typed = DriftResult.from_json(result)
+    typed.save(run.drift)
+    return typed
 
 
 def pixel_knn(train: ImageSet, test: ImageSet, ks: tuple[int, ...] = (20, 200),

@@ -15,14 +15,29 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsight.artifacts import (
+    BACKBONE,
+    as_tuples,
+    config_from_meta,
+    load_artifact,
+    load_weights,
+    save_artifact,
+)
 from selfsight.backbone_names import ALIASES, RECOMMENDED, resolve_alias
+from selfsight.errors import BadOptionValue, UserError
 from selfsight.nn.small_grid_conv import use_small_grid_convs
-from selfsight.views.pipeline import default_stats
+from selfsight.recipes import SMALL_IMAGE
 
-SMALL_IMAGE = 64
+# ImageNet's channel statistics; one gray channel takes their mean.
+RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
+
+
+def default_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return (GRAY_MEAN, GRAY_STD) if channels == 1 else (RGB_MEAN, RGB_STD)
+
 
 def alias_of(config: dict[str, Any]) -> str | None:
     """The selfsight alias a saved backbone config (``BackboneConfig`` as a dict) was built
@@ -58,7 +73,7 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.standardize, bool):  # "yes" would silently switch it on
-            raise ValueError(f"standardize must be true or false, got {self.standardize!r}")
+            raise UserError(f"standardize must be true or false, got {self.standardize!r}")
 
     @property
     def is_vit(self) -> bool:
@@ -86,20 +101,22 @@ def check_backbone_name(name: str) -> None:
     if name in ALIASES or timm.is_model(name):
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
-    raise ValueError(
+    raise UserError(
         f"unknown backbone '{name}'. Recommended: {', '.join(RECOMMENDED)}; "
         f"any timm name works{'; did you mean: ' + ', '.join(close) if close else ''}"
     )
 
 
 def is_vit_name(name: str) -> bool:
+    """A plain ViT family (patch tokens on one grid): the one test of "is this a ViT" that
+    configs, methods and tools share."""
     return name.startswith(("vit_", "deit", "eva", "beit"))
 
 
 def _vit_patch_size(image_size: int) -> int:
     patch = 4 if image_size <= 32 else 8 if image_size <= SMALL_IMAGE else 16
     if image_size % patch:
-        raise ValueError(f"ViT image size {image_size} is not a multiple of patch size {patch}")
+        raise UserError(f"ViT image size {image_size} is not a multiple of patch size {patch}")
     return patch
 
 
@@ -113,7 +130,7 @@ def _small_stem(model: nn.Module, in_chans: int, stride: int, width: int | None 
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, leaf)
     if not isinstance(old, nn.Conv2d):
-        raise ValueError(f"cannot fit a small-image stem to {type(model).__name__} ({first})")
+        raise UserError(f"cannot fit a small-image stem to {type(model).__name__} ({first})")
     width = width or old.out_channels
     setattr(parent, leaf, nn.Conv2d(in_chans, width, 3, stride, 1, bias=old.bias is not None))
     if width != old.out_channels:
@@ -127,8 +144,8 @@ def _rewire_first_block(model: nn.Module, width: int) -> None:
     """After a narrower stem: the stem's norm and the first residual block take ``width``."""
     layer1 = getattr(model, "layer1", None)
     if not isinstance(getattr(model, "bn1", None), nn.BatchNorm2d) or layer1 is None:
-        raise ValueError(f"stem_width is supported for ResNet backbones, not "
-                         f"{type(model).__name__}")
+        raise UserError(f"stem_width is supported for ResNet backbones, not "
+                        f"{type(model).__name__}")
     model.bn1 = nn.BatchNorm2d(width)
     for info in model.feature_info:  # what features(levels=...) reports for the stem
         if info["module"] == "act1":
@@ -155,15 +172,22 @@ def create_timm_model(cfg: BackboneConfig) -> nn.Module:
             _vit_patch_size(cfg.image_size) if cfg.image_size <= SMALL_IMAGE else None))
         if kwargs["patch_size"] is None:
             del kwargs["patch_size"]
-        return timm.create_model(cfg.name, pretrained=False, **kwargs)
-    model = timm.create_model(cfg.name, pretrained=False, **kwargs)
+        return _timm_model(cfg.name, kwargs)
+    model = _timm_model(cfg.name, kwargs)
     if cfg.stem_width and not cfg.uses_small_stem:
-        raise ValueError(f"stem_width={cfg.stem_width} applies to the small-image stem (images of "
-                         f"{SMALL_IMAGE} px or less, or small_stem=true)")
+        raise UserError(f"stem_width={cfg.stem_width} applies to the small-image stem (images of "
+                        f"{SMALL_IMAGE} px or less, or small_stem=true)")
     if cfg.uses_small_stem:
         _small_stem(model, cfg.in_chans, cfg.stem_stride, cfg.stem_width)
     # Small images leave the last stages on 2x2-3x3 maps, where a dense product beats oneDNN.
     return use_small_grid_convs(model)
+
+
+def _timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as error:  # an option the model's constructor does not take
+        raise BadOptionValue(f"backbone '{name}' with options {sorted(kwargs)}: {error}") from None
 
 
 def stem(model: nn.Module) -> nn.Conv2d:
@@ -200,7 +224,7 @@ class Backbone(nn.Module):
 
     @property
     def is_vit(self) -> bool:
-        return hasattr(self.model, "patch_embed")
+        return self.config.is_vit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
@@ -234,31 +258,20 @@ class Backbone(nn.Module):
         return [int(info["num_chs"]) for info in self.model.feature_info]
 
     def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / "backbone.safetensors"))
-        (directory / "backbone.json").write_text(json.dumps(asdict(self.config), indent=2))
+        save_artifact(directory, BACKBONE, asdict(self.config), self.state_dict())
+
+
+def saved_backbone_config(raw: Any, where: Path) -> BackboneConfig:
+    """A BackboneConfig from its JSON (in backbone.json, or inside another artifact's)."""
+    if isinstance(raw, dict) and isinstance(raw.get("model_kwargs"), dict):
+        raw = {**raw, "model_kwargs": as_tuples(raw["model_kwargs"])}  # CLI kwargs are tuples
+    return config_from_meta(BackboneConfig, raw, where)
 
 
 def load_backbone(directory: str | Path) -> Backbone:
     """Rebuild a backbone from ``backbone.json`` + ``backbone.safetensors`` (no pickle, no
     method code)."""
-    directory = Path(directory)
-    config_file, weights_file = directory / "backbone.json", directory / "backbone.safetensors"
-    for f in (config_file, weights_file):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} not found: is {directory} a selfsight run folder?")
-    raw = json.loads(config_file.read_text())
-    valid = set(BackboneConfig.__dataclass_fields__)
-    unknown = set(raw) - valid
-    if unknown:
-        raise ValueError(f"{config_file}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
-    raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
-    try:
-        config = BackboneConfig(**raw)
-    except ValueError as error:
-        raise ValueError(f"{config_file}: {error}") from None
-    backbone = Backbone(config)
-    backbone.load_state_dict(load_file(str(weights_file)))
+    meta, tensors = load_artifact(directory, BACKBONE)
+    backbone = Backbone(saved_backbone_config(meta, Path(directory) / BACKBONE.meta_file))
+    load_weights(backbone, tensors, Path(directory) / BACKBONE.weights_file)
     return backbone.eval()

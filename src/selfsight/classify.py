@@ -11,23 +11,23 @@ accuracy)."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from selfsight.artifacts import CLASSIFIER, load_artifact, load_weights, save_artifact
 from selfsight.backbones import load_backbone
 from selfsight.data import load_eval_sets, load_every_image, run_images
 from selfsight.device import current_precision, default_device, runs_at_precision
+from selfsight.errors import UserError
 from selfsight.eval.drift import per_class
 from selfsight.eval.finetune import Classifier, probabilities
 from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
-
-HEAD, META = "head.safetensors", "classifier.json"
+from selfsight.results import FilesSummary, FinetuneResult
+from selfsight.run_folder import RunFolder
 
 
 @runs_at_precision
@@ -41,7 +41,7 @@ def finetune(
     recipe: FinetuneRecipe | None = None,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> FinetuneResult:
     """Fine-tune ``run``'s backbone on the labelled training images of ``data`` (class
     sub-folders, a CSV of file,label, or Fashion-MNIST; ``fraction`` < 1 keeps a stratified,
     seeded share of them) and save the classifier to ``out`` (default ``RUN/classifier``).
@@ -64,8 +64,8 @@ def finetune(
     if recipe.distill_epochs > 0:
         pile = run_images(run, cfg.image_size, cfg.in_chans)
         if pile is None:
-            raise ValueError(f"{run}/config.yaml: the run's training images cannot be loaded "
-                             "again, so there is nothing unlabelled to distil on")
+            raise UserError(f"{run}/config.yaml: the run's training images cannot be loaded "
+                            "again, so there is nothing unlabelled to distil on")
     chosen = validated_steps(backbone, train.images, train.labels, num_classes, recipe, seed,
                              device, progress)
     model = recipe.train(backbone, train.images, train.labels, num_classes, chosen["steps"],
@@ -83,48 +83,38 @@ def finetune(
             "test_images": len(test), "precision": current_precision(device).name,
             "test_top1": round(float((predicted == test.labels).mean()), 4),
             "per_class": per_class(train.labels, np.asarray(test.labels), predicted, names)}
-    save_classifier(model, out if out is not None else run / "classifier", meta)
-    return meta
+    save_classifier(model, out if out is not None else RunFolder(run).classifier, meta)
+    return FinetuneResult.from_json(meta)
 
 
 def save_classifier(model: Classifier, directory: str | Path, meta: dict[str, Any]) -> Path:
-    """Write the backbone (safetensors + json), the head and ``classifier.json``."""
-    directory = Path(directory)
+    """Write the backbone, the head and ``classifier.json`` (artifacts: safetensors + JSON)."""
     model.backbone.save(directory)
-    head = {k: v.detach().float().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    save_file(head, str(directory / HEAD))
-    (directory / META).write_text(json.dumps(meta, indent=2))
-    return directory
+    head = {k: v.float() for k, v in model.head.state_dict().items()}
+    return save_artifact(directory, CLASSIFIER, meta, head)
 
 
 def load_classifier(directory: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild a saved classifier (no pickle) and its ``classifier.json``."""
     directory = Path(directory)
-    for name in (HEAD, META):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} not found: is {directory} a classifier "
-                                    "folder written by `selfsight finetune`?")
-    try:
-        meta = json.loads((directory / META).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{directory / META}: not valid JSON ({error})") from None
-    classes = meta.get("classes") if isinstance(meta, dict) else None
+    meta, head = load_artifact(directory, CLASSIFIER)
+    classes = meta.get("classes")
     if not isinstance(classes, list) or not classes:
-        raise ValueError(f"{directory / META}: needs 'classes', the list of class names")
+        raise UserError(f"{directory / CLASSIFIER.meta_file}: needs 'classes', the list of "
+                        "class names")
     backbone = load_backbone(directory)
     model = Classifier(backbone, len(classes))
-    head = load_file(str(directory / HEAD))
     found = tuple(head["weight"].shape) if "weight" in head else None
     if found != tuple(model.head.weight.shape):
-        raise ValueError(f"{directory / HEAD}: weight {found} does not fit "
-                         f"{len(classes)} classes of {backbone.dim}-dim features")
-    model.head.load_state_dict(head)
+        raise UserError(f"{directory / CLASSIFIER.weights_file}: weight {found} does not fit "
+                        f"{len(classes)} classes of {backbone.dim}-dim features")
+    load_weights(model.head, head, directory / CLASSIFIER.weights_file)
     return model.eval(), meta
 
 
 @runs_at_precision
 def predict(classifier: str | Path, images: Any, out: str | Path, device: str | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True) -> FilesSummary:
     """Classify every readable image of ``images`` (a folder, searched recursively, or any image
     source) and write ``out`` as CSV: file, label, confidence (the softmax probability of that
     label), then one probability column per class. Unreadable files are skipped and listed in
@@ -147,5 +137,6 @@ def predict(classifier: str | Path, images: Any, out: str | Path, device: str | 
                                               for i, c in enumerate(classes)},
                "skipped_count": len(data.skipped), "precision": current_precision(device).name,
                "skipped": [{"file": f, "reason": r} for f, r in data.skipped]}
-    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    typed = FilesSummary.from_json(summary)
+    typed.save(f"{out}.json")
+    return typed

@@ -10,6 +10,8 @@ import ast
 from dataclasses import fields, replace
 from typing import Any
 
+from selfsight.errors import BadOptionValue, UserError
+
 # Lightning's precision names; "auto" lets selfsight.device choose from the hardware.
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
@@ -30,7 +32,7 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str, base: Any = 
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
+        raise UserError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
     defaults = cls() if base is None else base
     return replace(defaults, **{key: _coerce(value, getattr(defaults, key), f"{where}.{key}")
                                 for key, value in values.items()})
@@ -41,13 +43,13 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
             return value.lower() in ("true", "1")
         if not isinstance(value, bool):
-            raise TypeError(f"{where}: expected true/false, got {value!r}")
+            raise BadOptionValue(f"{where}: expected true/false, got {value!r}")
         return value
     if isinstance(default, (int, float)) and not isinstance(value, bool):
         try:
             return type(default)(value) if not isinstance(default, int) else int(value)
         except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected a number, got {value!r}") from None
+            raise BadOptionValue(f"{where}: expected a number, got {value!r}") from None
     if isinstance(default, tuple):
         items = value.split(",") if isinstance(value, str) else list(value)
         kind = type(default[0]) if default else float

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsight.config import PRECISIONS
+from selfsight.errors import UserError
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.
 _BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
@@ -81,7 +82,7 @@ def resolve_precision(
     cpu_bf16 = cpu_bf16 or cpu_has_native_bf16
     gpu_bf16 = gpu_bf16 or cuda_has_bf16
     if requested not in PRECISIONS:
-        raise ValueError(f"unknown precision '{requested}'; valid: {', '.join(PRECISIONS)}")
+        raise UserError(f"unknown precision '{requested}'; valid: {', '.join(PRECISIONS)}")
     if requested != "auto":
         return Precision(requested, "as requested")
     kind = default_device(device).type

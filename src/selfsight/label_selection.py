@@ -16,6 +16,8 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
 
+from selfsight.errors import UserError
+
 NEIGHBOURS = 20
 MIN_CLUSTER = 5  # smaller clusters are left out: too small to be a region worth a label
 MAX_CLUSTERS = 500  # the paper's cap; larger budgets cycle through the clusters again
@@ -36,7 +38,7 @@ def typical_picks(features: np.ndarray, budget: int, seed: int = 0,
     labels among the (N, D) ``features`` (L2-normalised here)."""
     x = normalize(np.asarray(features, dtype=np.float32))
     if not 1 <= budget <= len(x):
-        raise ValueError(f"cannot pick {budget} images to label out of {len(x)}")
+        raise UserError(f"cannot pick {budget} images to label out of {len(x)}")
     k = min(budget, MAX_CLUSTERS)
     kmeans = KMeans(k, n_init=3, random_state=seed) if k <= 50 else \
         MiniBatchKMeans(k, batch_size=5000, n_init=3, random_state=seed)

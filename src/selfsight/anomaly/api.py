@@ -3,7 +3,6 @@ and ``anomaly_score`` (a model folder + images -> per-file scores, flags and ove
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from selfsight.backbones import load_backbone
 from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_every_image, load_images
 from selfsight.device import current_precision, default_device, runs_at_precision
+from selfsight.results import AnomalyScores
+from selfsight.run_folder import RunFolder
 
 
 def _images(data: Any, size: int, channels: int) -> ImageSet:
@@ -45,7 +46,7 @@ def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = No
     images = _images(normal_images, size, backbone.config.in_chans)
     started = time.perf_counter()
     model = AnomalyModel.fit(backbone, images.images, config, device=device, progress=progress)
-    out = Path(out) if out is not None else Path(run) / "anomaly"
+    out = Path(out) if out is not None else RunFolder(run).anomaly
     return model.save(out, extra={"run": str(run), "normal_images": _label(normal_images),
                                   "fit_seconds": round(time.perf_counter() - started, 1),
                                   "precision": current_precision(device).name})
@@ -54,7 +55,7 @@ def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = No
 @runs_at_precision
 def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = None, *,
                   overlays: int = 50, device: str | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True) -> AnomalyScores:
     """Score ``images`` with a fitted model; writes OUT/scores.json (per-file score and flag)
     and overlay PNGs of the ``overlays`` highest-scoring images to OUT/overlays/ (default OUT:
     MODEL_DIR/scores). Returns the JSON content."""
@@ -89,5 +90,6 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
                      "pooled_score": float(scores["pooled"][i])}
                     for i, name in enumerate(names)],
     }
-    (out / "scores.json").write_text(json.dumps(result, indent=2))
-    return result
+    typed = AnomalyScores.from_json(result)
+    typed.save(out / "scores.json")
+    return typed

@@ -7,6 +7,8 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from selfsight.errors import UserError
+
 
 def knn_distance(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
                  query_block: int = 2048, bank_block: int = 16384) -> torch.Tensor:
@@ -38,7 +40,7 @@ def knn_distance(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
 def coreset_size(n: int, coreset: float) -> int:
     """``coreset`` <= 1 is a fraction of the ``n`` bank rows, > 1 a number of rows (capped at n)."""
     if coreset <= 0:
-        raise ValueError(f"coreset must be a fraction in (0, 1] or a row count > 1, got {coreset}")
+        raise UserError(f"coreset must be a fraction in (0, 1] or a row count > 1, got {coreset}")
     size = math.ceil(coreset * n) if coreset <= 1 else int(coreset)
     return max(1, min(n, size))
 

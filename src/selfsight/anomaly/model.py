@@ -3,7 +3,6 @@ features and pooled image features, kNN-distance scores, pixel maps, a validatio
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from selfsight.anomaly.bank import coreset_size, kcenter_greedy, knn_distance
 from selfsight.anomaly.features import default_levels, iter_features
+from selfsight.artifacts import ANOMALY_MODEL, config_from_meta, load_artifact, save_artifact
 from selfsight.backbones import Backbone, load_backbone
-from selfsight.config import config_from_dict
 from selfsight.device import default_device
+from selfsight.errors import UserError
 
 IMAGE_SCORES = ("patch", "pooled", "combined")
-MODEL_JSON, MODEL_WEIGHTS = "anomaly.json", "anomaly.safetensors"
 
 
 @dataclass
@@ -49,12 +47,12 @@ class AnomalyConfig:
 
     def __post_init__(self) -> None:
         if self.image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {list(IMAGE_SCORES)}, "
-                             f"got {self.image_score!r}")
+            raise UserError(f"image_score must be one of {list(IMAGE_SCORES)}, "
+                            f"got {self.image_score!r}")
         if not 0 < self.quantile <= 1:
-            raise ValueError(f"quantile must lie in (0, 1], got {self.quantile}")
+            raise UserError(f"quantile must lie in (0, 1], got {self.quantile}")
         if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+            raise UserError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
 
 
 @dataclass
@@ -105,7 +103,7 @@ class AnomalyModel:
         threshold; the patch bank is reduced to ``config.coreset`` by k-center greedy."""
         config = config or AnomalyConfig()
         if len(images) < 2:
-            raise ValueError(f"anomaly fit needs at least 2 normal images, got {len(images)}")
+            raise UserError(f"anomaly fit needs at least 2 normal images, got {len(images)}")
         order = np.random.default_rng(config.seed).permutation(len(images))
         n_val = min(len(images) - 1, max(1, round(config.val_fraction * len(images))))
         val, bank = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -199,28 +197,21 @@ class AnomalyModel:
     # Saving: safetensors + JSON, never pickle
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         self.backbone.save(directory)
-        save_file({"patch_bank": self.patch_bank.contiguous(),
-                   "pooled_bank": self.pooled_bank.contiguous()},
-                  str(directory / MODEL_WEIGHTS))
         meta = {"config": asdict(self.config), "calibration": asdict(self.calibration),
                 **(extra or {})}
-        (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2))
-        return directory
+        return save_artifact(directory, ANOMALY_MODEL, meta, {
+            "patch_bank": self.patch_bank, "pooled_bank": self.pooled_bank})
 
     @classmethod
     def load(cls, directory: str | Path) -> AnomalyModel:
-        directory = Path(directory)
-        meta_file, weights = directory / MODEL_JSON, directory / MODEL_WEIGHTS
-        for f in (meta_file, weights):
-            if not f.is_file():
-                raise FileNotFoundError(f"{f} not found: is {directory} a fitted anomaly model "
-                                        "(from `selfsight anomaly fit`)?")
-        meta = json.loads(meta_file.read_text())
-        config = config_from_dict(AnomalyConfig, meta["config"], str(meta_file))
-        calibration = Calibration(**meta["calibration"])
-        tensors = load_file(str(weights))
+        meta, tensors = load_artifact(directory, ANOMALY_MODEL)
+        where = Path(directory) / ANOMALY_MODEL.meta_file
+        config = config_from_meta(AnomalyConfig, meta.get("config"), where)
+        calibration = config_from_meta(Calibration, meta.get("calibration"), where)
+        missing = {"patch_bank", "pooled_bank"} - set(tensors)
+        if missing:
+            raise UserError(f"{Path(directory) / ANOMALY_MODEL.weights_file}: no "
+                            f"{', '.join(sorted(missing))}")
         return cls(load_backbone(directory), config, tensors["patch_bank"],
                    tensors["pooled_bank"], calibration)

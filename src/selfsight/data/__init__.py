@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
+
+from selfsight.errors import UserError
+from selfsight.run_folder import FASHION_MNIST, RunFolder
 
 from .arrays import convert_channels, from_arrays, is_tensor
 from .fashion_mnist import load_fashion_mnist
@@ -36,7 +38,6 @@ __all__ = [
     "write_skipped_report",
 ]
 
-FASHION_MNIST = "fashion-mnist"
 DEFAULT_FOLDER_SIZE = 64
 _SPLITS = ("train", "test")
 _ACCEPTED = (
@@ -64,7 +65,7 @@ def load_images(
     ignore it.
     """
     if split not in _SPLITS:
-        raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+        raise UserError(f"split must be one of {list(_SPLITS)}, got {split!r}")
     if isinstance(data, ImageSet):
         return _with_channels(data, channels)
     if isinstance(data, np.ndarray) or is_tensor(data):
@@ -82,7 +83,7 @@ def load_images(
             labels=_csv_path(labels),
             progress=progress,
         )
-    raise ValueError(f"cannot load images from {_describe(data)}; accepted: {_ACCEPTED}")
+    raise UserError(f"cannot load images from {_describe(data)}; accepted: {_ACCEPTED}")
 
 
 def load_every_image(data: Any, size: int, channels: int, progress: bool = True) -> ImageSet:
@@ -132,7 +133,7 @@ def _folder_for_split(root: Path, split: str) -> Path:
     if _is_split_folder(root):
         return root / split
     if split == "test":
-        raise ValueError(
+        raise UserError(
             f"folder {root} has no train/ and test/ sub-folders, so there is no test split; "
             "load it as split='train'"
         )
@@ -142,7 +143,7 @@ def _folder_for_split(root: Path, split: str) -> Path:
 def _csv_path(labels: Any) -> str | Path | None:
     if labels is None or isinstance(labels, (str, os.PathLike)):
         return labels
-    raise ValueError(
+    raise UserError(
         f"labels for a folder must be a CSV path, got {type(labels).__name__}"
     )
 
@@ -174,18 +175,18 @@ def load_eval_sets(data: Any, size: int, channels: int, labels: str | Path | Non
 
         both = train
         if both.labels is None:
-            raise ValueError(f"{data}: no labels found (class sub-folders or a CSV of "
-                             "file,label) to evaluate with; unlabelled images are explored "
-                             "instead: `selfsight explore RUN IMAGES`") from None
+            raise UserError(f"{data}: no labels found (class sub-folders or a CSV of "
+                            "file,label) to evaluate with; unlabelled images are explored "
+                            "instead: `selfsight explore RUN IMAGES`") from None
         train_idx, test_idx = train_test_split(np.arange(len(both)), test_size=0.2,
                                                stratify=both.labels, random_state=0)
         return both.subset(np.sort(train_idx)), both.subset(np.sort(test_idx))
     if labels is None:
         test = _in_training_classes(test, train, data)
     if train.labels is None or test.labels is None:
-        raise ValueError(f"{data}: evaluation needs labels (class sub-folders or a CSV) in "
-                         f"both train/ and test/; {'test' if train.labels is not None else 'train'}"
-                         "/ has none")
+        raise UserError(f"{data}: evaluation needs labels (class sub-folders or a CSV) in "
+                        f"both train/ and test/; {'test' if train.labels is not None else 'train'}"
+                        "/ has none")
     return train, align_classes(test, train, data)
 
 
@@ -217,8 +218,8 @@ def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
         return test
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
-        raise ValueError(f"{data}: test classes {unknown} have no training images "
-                         f"(training classes: {train.classes})")
+        raise UserError(f"{data}: test classes {unknown} have no training images "
+                        f"(training classes: {train.classes})")
     lookup = np.array([train.classes.index(c) for c in test.classes])
     return dataclasses.replace(test, labels=lookup[test.labels], classes=train.classes)
 
@@ -226,10 +227,7 @@ def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
 def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
     """The training images named in ``run/config.yaml`` (``data``), or None when they cannot be
     loaded again (in-memory arrays, a moved folder)."""
-    config = run / "config.yaml"
-    if not config.is_file():
-        return None
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    data = RunFolder(run).read_config().get("data")
     if not isinstance(data, str):
         return None
     try:

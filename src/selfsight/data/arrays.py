@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from selfsight.errors import UserError
+
 from .imageset import ImageSet
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ def from_arrays(
 def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
     """(N, H, W, C) uint8 to ``channels`` (1: luminance, 3: gray replicated); no-op if equal."""
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise UserError(f"channels must be 1 or 3, got {channels}")
     if images.shape[-1] == channels:
         return images
     if channels == 3:
@@ -60,7 +62,7 @@ def _to_numpy(images: Any) -> np.ndarray:
         return tensor.numpy()
     if isinstance(images, np.ndarray):
         return images
-    raise ValueError(
+    raise UserError(
         f"images must be a numpy array or a torch tensor, got {type(images).__name__}"
     )
 
@@ -73,7 +75,7 @@ def _to_nhwc(array: np.ndarray) -> np.ndarray:
             return array
         if array.shape[1] in (1, 3):
             return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
-    raise ValueError(
+    raise UserError(
         "images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3}, "
         f"got shape {tuple(array.shape)}"
     )
@@ -81,19 +83,19 @@ def _to_nhwc(array: np.ndarray) -> np.ndarray:
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     if len(array) == 0:
-        raise ValueError("images: the array holds no images (N = 0)")
+        raise UserError("images: the array holds no images (N = 0)")
     if array.dtype == np.uint8:
         return array
     if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(
+        raise UserError(
             f"images must be uint8 or float in [0, 1], got dtype {array.dtype}; "
             "convert integer images to uint8 first"
         )
     if not np.isfinite(array).all():
-        raise ValueError("float images must lie in [0, 1], but they hold NaN or inf values")
+        raise UserError("float images must lie in [0, 1], but they hold NaN or inf values")
     low, high = float(array.min()), float(array.max())
     if low < -_FLOAT_TOLERANCE or high > 1 + _FLOAT_TOLERANCE:
-        raise ValueError(
+        raise UserError(
             f"float images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
             "undo any normalisation (e.g. mean/std, or a 0..255 float scale) first"
         )
@@ -103,9 +105,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 def _to_labels(labels: Any, count: int) -> np.ndarray:
     values = _to_numpy(labels) if is_tensor(labels) else np.asarray(labels)
     if values.ndim != 1 or len(values) != count:
-        raise ValueError(f"labels must have shape ({count},), got {tuple(values.shape)}")
+        raise UserError(f"labels must have shape ({count},), got {tuple(values.shape)}")
     if not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {values.dtype}")
+        raise UserError(f"labels must be integers, got dtype {values.dtype}")
     if count and int(values.min()) < 0:
-        raise ValueError(f"labels must be >= 0, got {int(values.min())}")
+        raise UserError(f"labels must be >= 0, got {int(values.min())}")
     return values.astype(np.int64)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from selfsight.errors import UserError
+
 DEFECT_KINDS = ("scratch", "hole", "stain", "missing")
 FOREGROUND = 30  # grey level above which a pixel belongs to the item (Fashion-MNIST: black bg)
 
@@ -87,11 +89,11 @@ def add_defects(images: np.ndarray, kinds: tuple[str, ...] = DEFECT_KINDS, seed:
     A defect that changes fewer than ``min_area`` pixels is redrawn (up to 20 times)."""
     unknown = [k for k in kinds if k not in MAKERS]
     if unknown:
-        raise ValueError(f"unknown defect kinds {unknown}; valid: {list(MAKERS)}")
+        raise UserError(f"unknown defect kinds {unknown}; valid: {list(MAKERS)}")
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"add_defects needs uint8 (N, H, W, C) images, got {images.dtype} "
-                         f"{images.shape}")
+        raise UserError(f"add_defects needs uint8 (N, H, W, C) images, got {images.dtype} "
+                        f"{images.shape}")
     rng = np.random.default_rng(seed)
     out, masks, names = images.copy(), np.zeros(images.shape[:3], dtype=bool), []
     for i, image in enumerate(images):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsight.errors import MissingInput, UserError
+
 from .imageset import ImageSet
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
@@ -71,21 +73,21 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
-        raise ValueError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
+        raise UserError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
     magic = int.from_bytes(data[:4], "big")
     if magic != expected_magic:
-        raise ValueError(
+        raise UserError(
             f"{path}: bad IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
             f"(unsigned bytes, {expected_magic & 0xFF} dimension(s))"
         )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: IDX header truncated")
+        raise UserError(f"{path}: IDX header truncated")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
-        raise ValueError(
+        raise UserError(
             f"{path}: IDX header says shape {dims} ({expected} bytes in all), "
             f"but the file holds {len(data)} bytes"
         )
@@ -95,7 +97,7 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
 
 def _split_prefix(split: str) -> str:
     if split not in _SPLIT_PREFIX:
-        raise ValueError(
+        raise UserError(
             f"Fashion-MNIST split must be one of {sorted(_SPLIT_PREFIX)}, got {split!r}"
         )
     return _SPLIT_PREFIX[split]
@@ -106,7 +108,7 @@ def _resolve_root(root: str | Path | None) -> Path:
     chosen = root if root is not None else (os.environ.get(ENV_VAR) or DEFAULT_ROOT)
     directory = Path(chosen).expanduser()
     if not directory.is_dir():
-        raise FileNotFoundError(f"Fashion-MNIST directory {directory} not found; {_INSTALL_HINT}")
+        raise MissingInput(f"Fashion-MNIST directory {directory} not found; {_INSTALL_HINT}")
     return directory
 
 
@@ -115,7 +117,7 @@ def _find_idx(directory: Path, stem: str) -> Path:
     for candidate in (directory / stem, directory / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MissingInput(
         f"Fashion-MNIST file {directory / stem}[.gz] not found; {_INSTALL_HINT}"
     )
 
@@ -127,7 +129,7 @@ def _read_bytes(path: Path) -> bytes:
         with gzip.open(path, "rb") as handle:
             return handle.read()
     except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: cannot decompress: {exc}") from exc
+        raise UserError(f"{path}: cannot decompress: {exc}") from exc
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -144,13 +146,13 @@ def _load_split(
     images = read_idx(images_stamp[0], IMAGES_MAGIC)
     labels = read_idx(labels_stamp[0], LABELS_MAGIC)
     if images.shape[1:] != (28, 28):
-        raise ValueError(f"{images_stamp[0]}: expected 28x28 images, got {images.shape[1:]}")
+        raise UserError(f"{images_stamp[0]}: expected 28x28 images, got {images.shape[1:]}")
     if len(labels) != len(images):
-        raise ValueError(
+        raise UserError(
             f"{labels_stamp[0]}: {len(labels)} labels for {len(images)} images"
         )
     if len(labels) and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
-        raise ValueError(f"{labels_stamp[0]}: label {int(labels.max())} is out of range 0..9")
+        raise UserError(f"{labels_stamp[0]}: label {int(labels.max())} is out of range 0..9")
     labels64 = labels.astype(np.int64)
     labels64.flags.writeable = False
     return images, labels64

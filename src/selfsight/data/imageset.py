@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from selfsight.errors import UserError
+
 
 @dataclass
 class ImageSet:
@@ -25,12 +27,12 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(
+            raise UserError(
                 f"ImageSet '{self.name}': images must be uint8 (N, H, W, C), "
                 f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError(
+            raise UserError(
                 f"ImageSet '{self.name}': {len(self.labels)} labels for {len(self.images)} images"
             )
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from selfsight.data.defects import FOREGROUND
 from selfsight.data.fashion_mnist import load_fashion_mnist
+from selfsight.errors import MissingInput
 
 
 @dataclass
@@ -201,7 +202,7 @@ def read_coco(directory: str | Path) -> tuple[np.ndarray, list[np.ndarray], list
     directory = Path(directory)
     path = directory / "annotations.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: write scenes with selfsight.data.scenes")
+        raise MissingInput(f"{path} not found: write scenes with selfsight.data.scenes")
     coco = json.loads(path.read_text())
     entries = sorted(coco["images"], key=lambda e: e["id"])
     per_image: dict[int, list[dict]] = {e["id"]: [] for e in entries}

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsight.backbones import Backbone
+from selfsight.errors import UserError
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.views import MultiViewConfig
 from selfsight.views.presets import simclr_view
@@ -34,7 +35,7 @@ def feature_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "cosine")
     ``smooth_l1``: Huber (beta 1) on the unit vectors scaled by sqrt(D), i.e. unit RMS per
     component, averaged over components."""
     if kind not in LOSSES:
-        raise ValueError(f"unknown distillation loss '{kind}'; valid: {list(LOSSES)}")
+        raise UserError(f"unknown distillation loss '{kind}'; valid: {list(LOSSES)}")
     p, t = F.normalize(pred.float(), dim=1), F.normalize(target.float(), dim=1)
     if kind == "cosine":
         return 1 - (p * t).sum(dim=1)
@@ -73,10 +74,10 @@ class Distiller(Method):
         super().__init__(*args, **kwargs)
         cfg = self.config
         if cfg.loss not in LOSSES:
-            raise ValueError(f"unknown distillation loss '{cfg.loss}'; valid: {list(LOSSES)}")
+            raise UserError(f"unknown distillation loss '{cfg.loss}'; valid: {list(LOSSES)}")
         if teacher.config.in_chans != self.backbone.config.in_chans:
-            raise ValueError(f"student has {self.backbone.config.in_chans} input channels, the "
-                             f"teacher {teacher.config.in_chans}: they must see the same images")
+            raise UserError(f"student has {self.backbone.config.in_chans} input channels, the "
+                            f"teacher {teacher.config.in_chans}: they must see the same images")
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)

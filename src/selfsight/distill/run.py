@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
-import yaml
-
-from selfsight.api import check_same_recipe, override_views
 from selfsight.backbones import (
     BackboneConfig,
     backbone_config,
@@ -21,9 +14,12 @@ from selfsight.backbones import (
     resolve_alias,
 )
 from selfsight.config import config_from_dict
-from selfsight.data import load_images, write_skipped_report
+from selfsight.data import load_images
 from selfsight.distill.distiller import DistillConfig, Distiller
+from selfsight.errors import UserError
+from selfsight.run_folder import RunFolder
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
+from selfsight.train.run_start import start_run
 
 
 def student_config(teacher: BackboneConfig, student: str, image_size: int | None = None,
@@ -41,11 +37,11 @@ def student_config(teacher: BackboneConfig, student: str, image_size: int | None
 
 def teacher_data(run: Path) -> str:
     """The data the teacher was pretrained on, from its config.yaml."""
-    config = run / "config.yaml"
-    data = (yaml.safe_load(config.read_text()) or {}).get("data") if config.is_file() else None
+    teacher = RunFolder(run)
+    data = teacher.read_config().get("data")
     if not isinstance(data, str):
-        raise ValueError(f"{config}: no reloadable 'data' recorded (in-memory arrays?); "
-                         "pass the images to distil on (data=... / --data)")
+        raise UserError(f"{teacher.config}: no reloadable 'data' recorded (in-memory arrays?); "
+                        "pass the images to distil on (data=... / --data)")
     return data
 
 
@@ -83,24 +79,12 @@ def distill(
     images = load_images(data, split="train", size=student_cfg.image_size,
                          channels=student_cfg.in_chans,
                          progress=train_cfg.progress)
-    run_dir = Path(out or f"runs/distill-{student}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_skipped_report(images, run_dir)
-    L.seed_everything(train_cfg.seed, verbose=False)
-    model = Distiller(teacher, backbone=student_cfg,
-                      config=distill_cfg,
-                      views=override_views(Distiller.default_views(student_cfg.image_size),
-                                           view_options),
-                      batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                      time_budget=train_cfg.time_budget)
-    resolved = {"data": data if isinstance(data, str) else images.name,
-                "num_images": len(images), "skipped_files": len(images.skipped),
-                "teacher": str(run), "teacher_backbone": asdict(teacher.config),
-                "backbone": asdict(student_cfg), "train": asdict(train_cfg),
-                "precision_reason": precision.reason,
-                **model.describe(), "torch": str(torch.__version__)}
-    resolved = json.loads(json.dumps(resolved))  # tuples -> lists: plain, safe_load-able YAML
-    check_same_recipe(run_dir / "config.yaml", resolved, resume)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    fit_and_save(model, images, train_cfg, run_dir, resume=resume)
-    return run_dir
+    views = Distiller.default_views(student_cfg.image_size).with_options(view_options)
+    student_run, model = start_run(
+        out, f"distill-{student}", data, images, train_cfg, precision,
+        lambda: Distiller(teacher, backbone=student_cfg, config=distill_cfg, views=views,
+                          batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                          time_budget=train_cfg.time_budget),
+        resume, teacher=str(run), teacher_backbone=asdict(teacher.config))
+    fit_and_save(model, images, train_cfg, student_run.root, resume=resume)
+    return student_run.root

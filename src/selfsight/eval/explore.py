@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
+from selfsight.errors import UserError
 from selfsight.eval.drift import near_duplicates
 from selfsight.progress import stage
 
@@ -28,8 +29,8 @@ def choose_clusters(features: np.ndarray, candidates: range | list[int], seed: i
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample, replace=False))]
     ks = [k for k in candidates if 2 <= k < len(x)]
     if not ks:
-        raise ValueError(f"cannot choose among {list(candidates)} clusters for {len(x)} images: "
-                         "need at least 2 clusters and more images than clusters")
+        raise UserError(f"cannot choose among {list(candidates)} clusters for {len(x)} images: "
+                        "need at least 2 clusters and more images than clusters")
     scores = {k: round(float(silhouette_score(
         x, KMeans(k, n_init=4, random_state=seed).fit_predict(x))), 4)
         for k in tqdm(ks, desc=f"silhouette ({len(x):,} images)", unit="k", disable=not progress)}
@@ -52,7 +53,7 @@ def explore_features(features: np.ndarray, clusters: int | None = None, max_clus
     else:
         scores, how = {}, "given"
     if not 1 <= clusters <= len(x):
-        raise ValueError(f"{clusters} clusters for {len(x)} images")
+        raise UserError(f"{clusters} clusters for {len(x)} images")
     with stage(f"k-means, {clusters} clusters of {len(x):,} images", progress):
         kmeans = KMeans(clusters, n_init=10, random_state=seed).fit(x)
     order = np.argsort(-np.bincount(kmeans.labels_, minlength=clusters), kind="stable")

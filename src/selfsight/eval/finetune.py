@@ -4,9 +4,10 @@ scratch. With a ``teacher`` it is also the third step of SimCLRv2 (Chen et al., 
 self-supervised models are strong semi-supervised learners", sec. 2.3): the student learns the
 fine-tuned teacher's soft predictions on unlabelled images beside the labelled loss.
 
-Plain recipe, stated in the result: crop + flip views drawn on the device, AdamW, warm-up +
-cosine, label smoothing 0.1, bf16 autocast. No layer-wise decay, mixup or cutmix: at a few CPU
-epochs they cost more than they give.
+Plain recipe, stated in the result: crop + flip views drawn on the device (in fp32), AdamW,
+warm-up + cosine, label smoothing 0.1, autocast at the current precision (bf16 where native), all
+run by :func:`selfsight.train.loop.train_steps`. No layer-wise decay, mixup or cutmix: at a few
+CPU epochs they cost more than they give.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from selfsight.backbones import Backbone
 from selfsight.device import autocast
 from selfsight.eval.extract import preprocess
 from selfsight.nn.param_groups import decay_groups
-from selfsight.nn.schedules import warmup_cosine
+from selfsight.train.loop import train_steps
 from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline
 
 
@@ -104,26 +105,28 @@ def train_classifier(
         batch = torch.from_numpy(np.ascontiguousarray(source[idx])).permute(0, 3, 1, 2)
         return views(batch.to(device), view_gen)[0].contiguous(memory_format=torch.channels_last)
 
-    desc = "distil" if teacher is not None else "fine-tune"
-    for step in tqdm(range(steps), desc=desc, disable=not progress, unit="step"):
+    def draw() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         idx = labelled.next()
-        x = view(images, idx)
-        for group in opt.param_groups:
-            group["lr"] = lr * warmup_cosine(step / steps, 1.0, 0.1)
-        with autocast(device):
-            if unlabelled is not None:
-                u = view(unlabeled, unlabelled.next())
-                with torch.no_grad():
-                    soft = teacher(u)
-                x = torch.cat([x, u])  # one pass: batch norm sees both
+        x, y = view(images, idx), targets[idx].to(device)
+        return x, y, None if unlabelled is None else view(unlabeled, unlabelled.next())
+
+    def losses(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+               ) -> dict[str, torch.Tensor]:
+        x, y, u = batch
+        if u is None:
             logits = model(x)
-            loss = F.cross_entropy(logits[:len(idx)].float(), targets[idx].to(device),
-                                   label_smoothing=0.1)
-            if unlabelled is not None:
-                loss = loss + soft_cross_entropy(logits[len(idx):], soft, temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        else:
+            with torch.no_grad():
+                soft = teacher(u)
+            logits = model(torch.cat([x, u]))  # one pass: batch norm sees both
+        terms = {"cross_entropy": F.cross_entropy(logits[:len(y)].float(), y,
+                                                  label_smoothing=0.1)}
+        if u is not None:
+            terms["distillation"] = soft_cross_entropy(logits[len(y):], soft, temperature)
+        return terms
+
+    train_steps(opt, draw, losses, steps, warmup=0.1, autocast_on=device, progress=progress,
+                desc="distil" if teacher is not None else "fine-tune")
     return model.eval()
 
 

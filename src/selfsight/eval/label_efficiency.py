@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
 from selfsight.data import ImageSet
+from selfsight.errors import UserError
 from selfsight.eval.extract import extract_features
 from selfsight.eval.finetune import Classifier, accuracy, train_classifier
 from selfsight.eval.linear import linear_probe
@@ -56,13 +57,13 @@ class FinetuneRecipe:
 
     def __post_init__(self) -> None:
         if not self.step_ladder or min(self.step_ladder) <= 0:
-            raise ValueError(f"step_ladder needs positive multiples, got {self.step_ladder}")
+            raise UserError(f"step_ladder needs positive multiples, got {self.step_ladder}")
         if not 0 < self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in (0, 1), got "
-                             f"{self.validation_fraction}")
+            raise UserError("validation_fraction must be in (0, 1), got "
+                            f"{self.validation_fraction}")
         if not isinstance(self.validation_folds, int) or self.validation_folds < 1:
-            raise ValueError("validation_folds must be a whole number >= 1, got "
-                             f"{self.validation_folds!r}")
+            raise UserError("validation_folds must be a whole number >= 1, got "
+                            f"{self.validation_folds!r}")
 
     def settings(self) -> str:
         """The settings as ``name=value`` pairs, for the recipe line of a result."""
@@ -119,8 +120,8 @@ def validation_splits(labels: np.ndarray, recipe: FinetuneRecipe,
         return [(np.setdiff1d(np.arange(len(labels)), held), held)]
     smallest = int(np.bincount(labels)[np.unique(labels)].min())
     if smallest < folds:
-        raise ValueError(f"validation_folds={folds} needs at least {folds} labelled images of "
-                         f"every class; the smallest class has {smallest}")
+        raise UserError(f"validation_folds={folds} needs at least {folds} labelled images of "
+                        f"every class; the smallest class has {smallest}")
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
 
@@ -156,10 +157,12 @@ def validated_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, cla
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of ``fraction`` of each class of ``labels`` (at least one per class),
-    drawn with ``seed``."""
+    drawn with ``seed``. Not scikit-learn's ``train_test_split(stratify=)``: at 1% of a small
+    labelled set it may give a rare class no image at all, and it refuses classes of one image;
+    a few-label study needs every class present."""
     labels = np.asarray(labels)
     if not 0 < fraction <= 1:
-        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+        raise UserError(f"label fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from selfsight.errors import UserError
 from selfsight.eval.knn import knn_votes
 
 
@@ -53,8 +54,8 @@ def few_shot(
     labels = labels.long()
     classes = labels.unique()
     if n_way > len(classes):
-        raise ValueError(f"few_shot: {n_way}-way needs {n_way} classes, the data has "
-                         f"{len(classes)}")
+        raise UserError(f"few_shot: {n_way}-way needs {n_way} classes, the data has "
+                        f"{len(classes)}")
     by_class = {int(c): torch.nonzero(labels == c).flatten() for c in classes}
     gen = torch.Generator().manual_seed(seed)
     accuracies = []

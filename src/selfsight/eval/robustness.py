@@ -11,6 +11,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from selfsight.errors import UserError
+
 # Severity 1..5 parameters. Noise std and brightness shift are in [0, 1] intensity units (as
 # ImageNet-C); contrast keeps that fraction of the deviation from the image mean; blur sigma is
 # in pixels of a 28-px image and scales with the image size.
@@ -25,9 +27,9 @@ SEVERITIES = {
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """uint8 (N, H, W, C) -> the same images corrupted by ``name`` at ``severity`` (1..5)."""
     if name not in SEVERITIES:
-        raise ValueError(f"unknown corruption '{name}'; choose from {sorted(SEVERITIES)}")
+        raise UserError(f"unknown corruption '{name}'; choose from {sorted(SEVERITIES)}")
     if not 1 <= severity <= 5:
-        raise ValueError(f"severity must be 1..5, got {severity}")
+        raise UserError(f"severity must be 1..5, got {severity}")
     c = SEVERITIES[name][severity - 1]
     x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255  # (N, C, H, W)
     if name == "gaussian_noise":

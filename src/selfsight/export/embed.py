@@ -3,7 +3,6 @@ L2-normalised, float32, one row per readable image (PROTOCOL.md's evaluation fea
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,9 @@ import numpy as np
 from selfsight.backbones import load_backbone
 from selfsight.data import load_every_image
 from selfsight.device import current_precision, runs_at_precision
+from selfsight.errors import UserError
 from selfsight.eval.extract import extract_features
+from selfsight.results import FilesSummary
 
 FORMATS = (".npy", ".parquet")
 
@@ -22,8 +23,8 @@ def _require_pyarrow(path: Path) -> Any:
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise ValueError(f"{path}: writing .parquet needs pyarrow (pip install pyarrow); "
-                         "or write .npy (names go to a .json sidecar)") from None
+        raise UserError(f"{path}: writing .parquet needs pyarrow (pip install pyarrow); "
+                        "or write .npy (names go to a .json sidecar)") from None
     return pyarrow
 
 
@@ -41,14 +42,14 @@ def embed(
     batch_size: int = 512,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> FilesSummary:
     """Embed every readable image of ``images`` (a folder, 'fashion-mnist', an array) with the
     run's backbone and write ``out``: ``.npy`` (N, D) float32 rows, or ``.parquet`` with columns
     ``file`` and ``embedding`` (needs pyarrow). ``OUT.json`` beside it lists the file names in row
     order and every skipped (unreadable) file with its reason. Returns that summary."""
     out = Path(out)
     if out.suffix not in FORMATS:
-        raise ValueError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")
+        raise UserError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")
     backbone = load_backbone(run)
     cfg = backbone.config
     data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
@@ -68,5 +69,7 @@ def embed(
                "precision": current_precision(device).name,
                "skipped_count": len(data.skipped),
                "skipped": [{"file": f, "reason": r} for f, r in data.skipped], "files": names}
-    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
-    return {k: v for k, v in summary.items() if k != "files"}
+    typed = FilesSummary.from_json(summary)
+    typed.save(f"{out}.json")
+    typed.files = None  # in the file; a caller has them in its own order already
+    return typed

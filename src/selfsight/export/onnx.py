@@ -28,11 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsight.artifacts import CLASSIFIER
 from selfsight.backbones import Backbone, load_backbone
-from selfsight.classify import HEAD, load_classifier
+from selfsight.classify import load_classifier
 from selfsight.data import load_images, run_images
+from selfsight.errors import UserError
 from selfsight.eval.extract import preprocess
 from selfsight.eval.timing import median_ms_per_image
+from selfsight.results import ExportResult
+from selfsight.run_folder import RunFolder
 
 INPUT, OUTPUT, PROBABILITIES = "images", "features", "probabilities"
 TOLERANCE = 1e-4  # max |onnx - torch| in fp32
@@ -97,10 +101,10 @@ def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | 
         pixels = rng.integers(0, 256, (count, size, size, cfg.in_chans), dtype=np.uint8)
         return pixels, "random uint8 pixels (the run's data could not be loaded)"
     if found.size[0] != found.size[1]:
-        raise ValueError(f"{where}: images are {found.size}, export needs square images")
+        raise UserError(f"{where}: images are {found.size}, export needs square images")
     if input_size is not None and found.size[0] != input_size:
-        raise ValueError(f"{where}: images are {found.size[0]} px but input_size={input_size}; "
-                         "pass images of that size or leave input_size unset")
+        raise UserError(f"{where}: images are {found.size[0]} px but input_size={input_size}; "
+                        "pass images of that size or leave input_size unset")
     index = np.random.default_rng(seed).choice(len(found), size=count,
                                                replace=len(found) < count)
     return np.asarray(found.images[np.sort(index)]), f"{len(index)} of {where}"
@@ -192,7 +196,7 @@ def export_onnx(
     latency_batches: tuple[int, ...] = (1, 256),
     threads: int | None = None,
     dynamo: bool = False,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export ``run``'s backbone (with its head and a softmax when ``run`` is a classifier folder
     from ``selfsight finetune``) to ``OUT/model.onnx`` (default ``RUN/export/``) and write
     ``OUT/export.json``: input/output spec, parity (max |onnx - torch| per batch size on real
@@ -201,7 +205,7 @@ def export_onnx(
     run = Path(run)
 
     head, classes = None, None
-    if (run / HEAD).is_file():
+    if (run / CLASSIFIER.weights_file).is_file():
         classifier, meta = load_classifier(run)
         backbone, head, classes = classifier.backbone, classifier.head, meta["classes"]
         head = head.float().cpu().eval()
@@ -216,7 +220,7 @@ def export_onnx(
     pixels, source = parity_inputs(backbone, run, images, input_size, max(count, 32))
     size = pixels.shape[1]
     model = DeployModel(backbone, size, preprocessing, head).eval()
-    out_dir = Path(out) if out is not None else run / "export"
+    out_dir = Path(out) if out is not None else RunFolder(run).export_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.onnx"
     example = _torch_input(model, pixels[:2])
@@ -256,11 +260,12 @@ def export_onnx(
     if latency:
         result["latency_ms_per_image"] = {"threads": threads, **cpu_latency(
             model, session, pixels, latency_batches)}
-    (out_dir / "export.json").write_text(json.dumps(result, indent=2))
+    typed = ExportResult.from_json(result)
+    typed.save(out_dir / "export.json")
     if check and not result["parity"]["passed"]:
-        raise ValueError(f"{model_path}: ONNX and PyTorch differ by {result['parity']['max']:.2e} "
-                         f"> {TOLERANCE:.0e} (see {out_dir / 'export.json'}); try another opset")
-    return result
+        raise UserError(f"{model_path}: ONNX and PyTorch differ by {result['parity']['max']:.2e} "
+                        f"> {TOLERANCE:.0e} (see {out_dir / 'export.json'}); try another opset")
+    return typed
 
 
 def _versions() -> dict[str, str]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from selfsight.backbones import BackboneConfig
 from selfsight.losses import barlow_twins
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -29,12 +28,6 @@ class BarlowTwins(Method):
     name = "barlowtwins"
     description = "Barlow Twins (Zbontar et al., 2021): cross-correlation of two views -> identity"
     Config = BarlowTwinsConfig
-
-    @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> BarlowTwinsConfig:
-        if backbone.image_size <= 64:  # an 8192-wide projector costs more than a small backbone
-            return cls.Config(proj_hidden_dim=1024, proj_dim=1024)
-        return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,7 +9,7 @@ loss; that is one short file.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 import lightning as L
@@ -18,10 +18,12 @@ from timm.optim import Lars
 from torch import nn
 
 from selfsight.backbones import Backbone, BackboneConfig
+from selfsight.errors import UserError
 from selfsight.nn.distributed import gather, rank
 from selfsight.nn.ema import ema_update
 from selfsight.nn.param_groups import decay_groups
 from selfsight.nn.schedules import cosine, warmup_cosine
+from selfsight.recipes import recipe
 from selfsight.views import MultiViewConfig, ViewPipeline
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -65,8 +67,8 @@ class Method(L.LightningModule):
         super().__init__()
         self.config = config or self.Config()
         if self.config.optimizer not in OPTIMIZERS:  # fail before any data is loaded
-            raise ValueError(f"unknown optimizer '{self.config.optimizer}'; "
-                             f"valid: {list(OPTIMIZERS)}")
+            raise UserError(f"unknown optimizer '{self.config.optimizer}'; "
+                            f"valid: {list(OPTIMIZERS)}")
         self.backbone = Backbone(backbone)
         self.views = ViewPipeline(views or self.default_views(backbone.image_size),
                                   backbone.mean, backbone.std)
@@ -82,8 +84,14 @@ class Method(L.LightningModule):
     # ----- what a method provides -------------------------------------------------------------
     @classmethod
     def default_config(cls, backbone: BackboneConfig) -> MethodConfig:
-        """The paper's defaults, adapted to the backbone (e.g. AdamW for ViTs, small heads for
-        small images); user options are applied on top."""
+        """The defaults for the backbone family with the recipe for its image size on top
+        (``selfsight.recipes``: e.g. small heads for small images); user options go on top."""
+        return replace(cls.family_config(backbone),
+                       **recipe(cls.name, backbone.image_size, vit=backbone.is_vit))
+
+    @classmethod
+    def family_config(cls, backbone: BackboneConfig) -> MethodConfig:
+        """The paper's defaults for the backbone's family (e.g. AdamW for ViTs)."""
         return cls.Config()
 
     @classmethod
@@ -157,8 +165,8 @@ class Method(L.LightningModule):
         if getattr(data, "scores", None) is None:
             return
         if self.sample_losses is None:
-            raise ValueError(f"{self.name} does not report per-image losses; importance sampling "
-                             "needs a method that does (simclr, hierarchical)")
+            raise UserError(f"{self.name} does not report per-image losses; importance sampling "
+                            "needs a method that does (simclr, hierarchical)")
         data.record_losses(gather(batch["index"]), gather(self.sample_losses.detach()))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

@@ -33,13 +33,9 @@ class BYOL(Method):
     Config = BYOLConfig
 
     @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> BYOLConfig:
-        if backbone.is_vit:
+    def family_config(cls, backbone: BackboneConfig) -> BYOLConfig:
+        if backbone.is_vit:  # AdamW, lr 1.5e-4 per 256, wd 0.1: MoCo v3's ViT recipe
             return cls.Config(optimizer="adamw", lr=1.5e-4, weight_decay=0.1)
-        if backbone.image_size <= 64:  # heads cost more than a small backbone; LARS lr 1.0 as
-            # in solo-learn's CIFAR recipe and weight decay 1e-4 as SimCLR's (measured at 600 s:
-            # kNN 0.809 with the paper's lr 0.2, 0.823 with lr 1.0, 0.833 with both changes)
-            return cls.Config(proj_hidden_dim=1024, lr=1.0, weight_decay=1e-4)
         return cls.Config()
 
     @classmethod

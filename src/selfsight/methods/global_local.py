@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from selfsight.backbones import BackboneConfig
+from selfsight.errors import UserError
 from selfsight.losses import infonce, nt_xent
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -50,17 +50,11 @@ class GlobalLocal(Method):
     Config = GlobalLocalConfig
 
     @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> GlobalLocalConfig:
-        if backbone.image_size <= 64:  # wide heads cost more than a small backbone
-            return cls.Config(proj_hidden_dim=1024, pred_hidden_dim=1024)
-        return cls.Config()
-
-    @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:
         from selfsight.views.presets import byol_views, simclr_view
 
         if size % 2:
-            raise ValueError(f"globallocal cuts views into 2x2 patches: view size {size} is odd")
+            raise UserError(f"globallocal cuts views into 2x2 patches: view size {size} is odd")
         return MultiViewConfig(views=[*byol_views(size).views, simclr_view(size)])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfsight.errors import UserError
 from selfsight.losses import nt_xent
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -48,12 +49,12 @@ class Hierarchical(Method):
         n = len(cfg.levels)
         if len(cfg.weights) != n or len(cfg.temperatures) != n or \
                 len(cfg.start_weights) not in (0, n):
-            raise ValueError(f"hierarchical: {n} levels need {n} weights, temperatures and "
-                             f"(optionally) start_weights; got {cfg}")
+            raise UserError(f"hierarchical: {n} levels need {n} weights, temperatures and "
+                            f"(optionally) start_weights; got {cfg}")
         dims = self.backbone.level_dims()
         if max(cfg.levels) >= len(dims):
-            raise ValueError(f"hierarchical: levels {cfg.levels} beyond the {len(dims)} levels "
-                             f"of {self.backbone.config.name}")
+            raise UserError(f"hierarchical: levels {cfg.levels} beyond the {len(dims)} levels "
+                            f"of {self.backbone.config.name}")
         self.heads = nn.ModuleList(mlp(dims[level], cfg.proj_hidden_dim, cfg.proj_dim)
                                    for level in cfg.levels)
 

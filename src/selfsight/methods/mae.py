@@ -11,7 +11,7 @@ from timm.layers import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from selfsight.backbones import BackboneConfig
+from selfsight.errors import UserError
 from selfsight.losses import masked_reconstruction, patchify
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -40,12 +40,6 @@ class MAE(Method):
     requires_vit = True
 
     @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> MAEConfig:
-        if backbone.image_size <= 64:  # a 2-block decoder and a higher rate for short runs
-            return cls.Config(lr=1e-3, decoder_dim=128, decoder_depth=2, decoder_heads=4)
-        return cls.Config()
-
-    @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:
         """Crop and flip only: the paper found colour augmentation unnecessary for MAE."""
         return MultiViewConfig(views=[ViewConfig(size=size, scale=(0.2, 1.0), jitter_p=0.0,
@@ -54,7 +48,7 @@ class MAE(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.backbone.is_vit:
-            raise ValueError(f"MAE needs a ViT backbone, got '{self.backbone.config.name}'")
+            raise UserError(f"MAE needs a ViT backbone, got '{self.backbone.config.name}'")
         cfg, vit = self.config, self.backbone.model
         self.patch = vit.patch_embed.patch_size[0]
         d = cfg.decoder_dim

@@ -34,16 +34,9 @@ class MoCoV3(Method):
     Config = MoCoV3Config
 
     @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> MoCoV3Config:
+    def family_config(cls, backbone: BackboneConfig) -> MoCoV3Config:
         if backbone.is_vit:  # the reference ViT recipe: AdamW, lr 1.5e-4 per 256, wd 0.1
             return cls.Config(optimizer="adamw", lr=1.5e-4, weight_decay=0.1)
-        if backbone.image_size <= 64:  # 4096-wide heads cost more than a small backbone.
-            # Measured at 600 s on Fashion-MNIST (kNN k=200): weight decay 1e-4 0.825 against
-            # 0.820 with 1e-6; LARS lr 1.0 0.828-0.829 against 0.825 with 0.6, and on
-            # resnet10_cpu lr 1.5 0.834 against 0.828 (SimCLR's finding too); 512-wide heads
-            # 0.829 at 1.1x the images/s of 1024-wide ones (resnet18_cpu_tiny).
-            return cls.Config(proj_hidden_dim=512, pred_hidden_dim=512, weight_decay=1e-4,
-                              lr=1.5)
         return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from selfsight.errors import UserError
+
 if TYPE_CHECKING:
     from selfsight.methods.base import Method
 
@@ -24,7 +26,7 @@ def list_methods() -> dict[str, str]:
 
 def get_method(name: str) -> type[Method]:
     if name not in _METHODS:
-        raise ValueError(f"unknown method '{name}'; valid: {', '.join(sorted(_METHODS))}")
+        raise UserError(f"unknown method '{name}'; valid: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsight.backbones import BackboneConfig
+from selfsight.errors import UserError
 from selfsight.losses import nt_xent
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -35,7 +35,7 @@ class SimCLRConfig(MethodConfig):
 
     def __post_init__(self) -> None:  # checked when options are parsed, before any data loads
         if self.rotation_weight < 0:
-            raise ValueError(f"simclr: rotation_weight must be >= 0, got {self.rotation_weight}")
+            raise UserError(f"simclr: rotation_weight must be >= 0, got {self.rotation_weight}")
 
 
 @register_method
@@ -43,15 +43,6 @@ class SimCLR(Method):
     name = "simclr"
     description = "SimCLR (Chen et al., 2020): two views, NT-Xent over the 2N-view batch"
     Config = SimCLRConfig
-
-    @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> SimCLRConfig:
-        if backbone.image_size <= 64:  # measured at a 10-minute CPU budget on Fashion-MNIST:
-            # weight decay 1e-4 (kNN +0.5 over the paper's 1e-6) with LARS lr 1.5 (+0.25 more);
-            # on a CPU without native bf16 (fp32): temperature 0.1 (+0.5 over 0.2) and a
-            # 512-wide projector (1.37x the images/s of a 2048-wide one, for more epochs)
-            return cls.Config(lr=1.5, weight_decay=1e-4, temperature=0.1, proj_hidden_dim=512)
-        return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from selfsight.backbones import BackboneConfig
 from selfsight.losses import vicreg
 from selfsight.methods.base import Method, MethodConfig
 from selfsight.methods.registry import register_method
@@ -31,12 +30,6 @@ class VICReg(Method):
     name = "vicreg"
     description = "VICReg (Bardes et al., 2022): variance-invariance-covariance regularisation"
     Config = VICRegConfig
-
-    @classmethod
-    def default_config(cls, backbone: BackboneConfig) -> VICRegConfig:
-        if backbone.image_size <= 64:  # an 8192-wide projector costs more than a small backbone
-            return cls.Config(proj_hidden_dim=1024, proj_dim=1024)
-        return cls.Config()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

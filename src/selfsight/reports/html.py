@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass, field, replace
 from html import escape
 
-from selfsight.reports.figures import PIXEL_RATIO
+from selfsight.reports.style import PIXEL_RATIO
 
 
 @dataclass

@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
+from selfsight.errors import UserError
+from selfsight.segment.overlap import mask_iou
+
 EigenMethod = Literal["auto", "dense", "lobpcg"]
 
 # Above this many patches a dense eigendecomposition (O(N^3), all N eigenpairs) costs more than
@@ -67,7 +70,7 @@ def second_eigenvector(w: Tensor, method: EigenMethod = "auto") -> Tensor:
     or "auto" (dense up to ``DENSE_MAX_PATCHES`` patches).
     """
     if method not in ("auto", "dense", "lobpcg"):
-        raise ValueError(f"unknown eigen method {method!r}; valid: 'auto', 'dense', 'lobpcg'")
+        raise UserError(f"unknown eigen method {method!r}; valid: 'auto', 'dense', 'lobpcg'")
     # float64: weights span 1 down to eps=1e-5, and the eigengap of a nearly planted graph is tiny.
     w = w.double()
     inv_sqrt_degree = w.sum(-1).rsqrt()  # (B, N)
@@ -193,8 +196,8 @@ def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.nd
     if config.center:
         patches = patches - patches.mean(dim=1, keepdim=True)
     if config.split_sigma is not None and (config.split_sigma <= 0 or config.split_ncut is None):
-        raise ValueError(f"split_sigma={config.split_sigma}: needs split_ncut set and a "
-                         "positive scale (a fraction of the grid side, e.g. 0.1)")
+        raise UserError(f"split_sigma={config.split_sigma}: needs split_ncut set and a "
+                        "positive scale (a fraction of the grid side, e.g. 0.1)")
     proximity = None
     if config.split_sigma is not None:
         proximity = grid_proximity(grid, config.split_sigma * max(grid)).to(patches.device)
@@ -261,12 +264,6 @@ def keep_candidate(candidate: np.ndarray, mask: np.ndarray, previous: list[np.nd
 
     ``mask`` is the candidate less the patches already dropped from the graph.
     """
-    if any(mask_iou(candidate, earlier) > config.max_overlap for earlier in previous):
+    if previous and mask_iou(candidate[None], np.stack(previous)).max() > config.max_overlap:
         return False
     return mask.mean() > config.min_area
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks (0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0

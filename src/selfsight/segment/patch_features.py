@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from selfsight.backbones import Backbone
 from selfsight.data.arrays import convert_channels
 from selfsight.device import autocast
+from selfsight.errors import UserError
 from selfsight.eval.extract import preprocess
 
 KINDS = ("auto", "keys", "tokens")
@@ -33,10 +34,10 @@ def patch_grid(backbone: Backbone, x: torch.Tensor, kind: str = "auto") -> torch
     ``kind``: ``keys`` (last block's attention keys, heads concatenated; ViT only), ``tokens``
     (last block's output tokens or a CNN's last map), ``auto`` (keys where the model has them)."""
     if kind not in KINDS:
-        raise ValueError(f"patch feature kind must be one of {KINDS}, got {kind!r}")
+        raise UserError(f"patch feature kind must be one of {KINDS}, got {kind!r}")
     qkv = _last_qkv(backbone) if kind in ("auto", "keys") else None
     if kind == "keys" and qkv is None:
-        raise ValueError(f"{backbone.config.name} has no attention keys; use kind='tokens'")
+        raise UserError(f"{backbone.config.name} has no attention keys; use kind='tokens'")
     if qkv is None:
         return backbone.features(x, tokens=True)["tokens"]
     captured: list[torch.Tensor] = []

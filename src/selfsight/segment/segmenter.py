@@ -1,201 +1,40 @@
-"""CutLER (Wang et al., 2023): a class-agnostic Mask R-CNN trained on pseudo-masks.
+"""Training and prediction of the CutLER segmenter (Wang et al., 2023) on pseudo-masks.
 
-MaskCut's pseudo-masks miss objects, so the detector is trained with **DropLoss** (sec. 3.2):
-the ROI classification loss is dropped for proposals that overlap no pseudo-mask (max IoU <=
-``drop_iou``), so it may find what the masks missed. One round of **self-training** (sec. 3.3)
-then trains again on its own confident predictions (score >= 0.7) plus the old pseudo-masks those
-predictions do not cover (mask IoU < 0.5), continuing from the trained weights and without
-DropLoss, as CutLER's released self-training config does (``MODEL.WEIGHTS`` = the previous
-round's checkpoint, ``USE_DROPLOSS: False``).
-
-The detector is torchvision's Mask R-CNN (He et al., 2017) on a small selfsight CNN backbone +
-FPN (Lin et al., 2017), kept at the images' own scale (no resize to 800 px) with anchors and
-heads sized for 10-80 px objects so that it trains on a small CPU.
+MaskCut's pseudo-masks miss objects, so the detector (:mod:`selfsight.segment.model`) is trained
+with **DropLoss** (sec. 3.2): the ROI classification loss is dropped for proposals that overlap no
+pseudo-mask (max IoU <= ``drop_iou``), so it may find what the masks missed. One round of
+**self-training** (sec. 3.3) then trains again on its own confident predictions (score >= 0.7)
+plus the old pseudo-masks those predictions do not cover (mask IoU < 0.5), continuing from the
+trained weights and without DropLoss, as CutLER's released self-training config does
+(``MODEL.WEIGHTS`` = the previous round's checkpoint, ``USE_DROPLOSS: False``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections import OrderedDict
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
-from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import MultiScaleRoIAlign, box_iou, masks_to_boxes
-from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+from torchvision.ops import masks_to_boxes
 from tqdm.auto import tqdm
 
-from selfsight.backbones import Backbone, BackboneConfig, backbone_config, load_backbone
+from selfsight.artifacts import (
+    SEGMENTER,
+    config_from_meta,
+    load_artifact,
+    load_weights,
+    save_artifact,
+)
+from selfsight.backbones import Backbone, saved_backbone_config
 from selfsight.device import default_device
-from selfsight.views.pipeline import GRAY_MEAN, GRAY_STD
-
-IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
-
-
-@dataclass
-class SegmenterConfig:
-    """Knobs of the pseudo-mask segmenter; defaults measured on 96-px grayscale scenes (CPU)."""
-
-    backbone: str = "resnet18_cpu"  # selfsight alias or timm CNN name (ignored with backbone_run)
-    backbone_run: str | None = None  # a run folder with backbone.safetensors: start from SSL
-    image_size: int = 96  # training/inference images are image_size x image_size
-    image_scale: float = 1.0  # the detector sees image_size * image_scale pixels
-    fpn_channels: int = 64  # 128 halves CPU training speed (ROI-align backward dominates)
-    head_dim: int = 256  # box-head MLP width
-    mask_dim: int = 64  # mask-head conv width: 256 (the COCO default) costs ~10x on CPU
-    object_sizes: tuple[float, float] = (10.0, 80.0)  # anchor sizes span this (input pixels)
-    steps: int | None = 600
-    time_budget: float | None = None  # seconds; training stops at whichever comes first
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    grad_clip: float = 1.0  # CutLER clips the gradient norm at 1.0
-    drop_iou: float | None = 0.01  # None: no DropLoss
-    self_train_drop_loss: bool = False  # CutLER's self-training rounds turn DropLoss off
-    self_train_steps: int | None = None  # None: the same steps/time budget as the first round
-    # CutLER's recipe has one round; on our scenes it lowered AP50 (BENCHMARKS.md section 7).
-    self_training_rounds: int = 1
-    score_keep: float = 0.7
-    cover_iou: float = 0.5
-    detections_per_image: int = 30
-    roi_samples: int = 64  # sampled proposals per image for the ROI heads (COCO: 512)
-    seed: int = 0
-
-
-class DropLossRoIHeads(RoIHeads):
-    """RoIHeads with CutLER's DropLoss (Wang et al., 2023, sec. 3.2).
-
-    Sampled proposals whose max IoU with every target box is <= ``drop_iou`` get label
-    ``IGNORE_LABEL``: ``fastrcnn_loss``'s cross-entropy skips them, and the box and mask
-    branches only read labels > 0, so only the classification loss changes. The box loss is
-    still divided by all sampled proposals, as CutLER's. Images without any target box keep
-    their background loss (there is nothing to be "missed" against). ``drop_iou=None`` turns
-    it off.
-    """
-
-    def __init__(self, *args: Any, drop_iou: float | None = 0.01, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.drop_iou = drop_iou
-
-    def select_training_samples(
-        self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        proposals, matched_idxs, labels, regression_targets = super().select_training_samples(
-            proposals, targets)
-        if self.drop_iou is None or targets is None:
-            return proposals, matched_idxs, labels, regression_targets
-        for i, (boxes, target) in enumerate(zip(proposals, targets)):
-            if target["boxes"].numel() == 0:
-                continue
-            best_iou = box_iou(boxes, target["boxes"].to(boxes.dtype)).max(dim=1).values  # (P,)
-            labels[i] = torch.where(best_iou <= self.drop_iou,
-                                    torch.full_like(labels[i], IGNORE_LABEL), labels[i])
-        return proposals, matched_idxs, labels, regression_targets
-
-
-class PyramidBackbone(nn.Module):
-    """A selfsight CNN's last four stages (``forward_intermediates``) + FPN + max-pool level."""
-
-    def __init__(self, backbone: Backbone, out_channels: int, probe_size: int) -> None:
-        super().__init__()
-        if backbone.is_vit:
-            raise ValueError("the segmenter needs a CNN backbone (multi-scale maps); got a ViT")
-        self.body = backbone
-        self.num_levels = min(4, len(backbone.model.feature_info))
-        was_training = backbone.training
-        with torch.no_grad():  # eval: a probe must not touch the batch-norm statistics
-            maps = self.forward_levels(backbone.eval(), torch.zeros(
-                1, backbone.config.in_chans, probe_size, probe_size))
-        backbone.train(was_training)
-        # Measured, not read from feature_info: a small stem changes the strides.
-        self.strides = [probe_size / m.shape[-1] for m in maps]
-        self.fpn = FeaturePyramidNetwork([m.shape[1] for m in maps], out_channels,
-                                         extra_blocks=LastLevelMaxPool())
-        self.out_channels = out_channels
-
-    @property
-    def level_names(self) -> list[str]:
-        return [str(i) for i in range(self.num_levels)]
-
-    def forward_levels(self, body: Backbone, x: torch.Tensor) -> list[torch.Tensor]:
-        return body.model.forward_intermediates(  # fine to coarse, each (B, C, h, w)
-            x, indices=self.num_levels, intermediates_only=True)
-
-    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        maps = self.forward_levels(self.body, x)
-        return self.fpn(OrderedDict(zip(self.level_names, maps)))
-
-
-class InstanceSegmenter(MaskRCNN):
-    """Class-agnostic Mask R-CNN (background + object) that remembers how it was built."""
-
-    def __init__(self, config: SegmenterConfig, backbone: Backbone) -> None:
-        size = round(config.image_size * config.image_scale)
-        pyramid = PyramidBackbone(backbone, config.fpn_channels, size)
-        levels = pyramid.num_levels + 1  # + the max-pool level
-        low, high = config.object_sizes
-        sizes = np.geomspace(low, high, levels) * config.image_scale
-        anchors = AnchorGenerator(tuple((float(s),) for s in sizes), ((0.5, 1.0, 2.0),) * levels)
-        width, dim, mask_dim = config.fpn_channels, config.head_dim, config.mask_dim
-        box_pool = MultiScaleRoIAlign(pyramid.level_names, output_size=7, sampling_ratio=2)
-        mask_pool = MultiScaleRoIAlign(pyramid.level_names, output_size=14, sampling_ratio=2)
-        box_head, box_predictor = TwoMLPHead(width * 7 * 7, dim), FastRCNNPredictor(dim, 2)
-        mask_head = MaskRCNNHeads(width, (mask_dim,) * 4, 1)
-        mask_predictor = MaskRCNNPredictor(mask_dim, mask_dim, 2)
-        in_chans = backbone.config.in_chans
-        mean = backbone.config.mean if len(backbone.config.mean) == in_chans else GRAY_MEAN
-        std = backbone.config.std if len(backbone.config.std) == in_chans else GRAY_STD
-        detector = {
-            # Small scenes: fewer proposals and ROI samples than the COCO defaults.
-            "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
-            "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100,
-            "box_batch_size_per_image": config.roi_samples,
-            "box_detections_per_img": config.detections_per_image,
-        }
-        super().__init__(pyramid, num_classes=None, min_size=size, max_size=size,
-                         image_mean=list(mean), image_std=list(std),
-                         rpn_anchor_generator=anchors, box_roi_pool=box_pool, box_head=box_head,
-                         box_predictor=box_predictor, mask_roi_pool=mask_pool,
-                         mask_head=mask_head, mask_predictor=mask_predictor, **detector)
-        old = self.roi_heads  # same modules and settings, plus DropLoss
-        self.roi_heads = DropLossRoIHeads(
-            box_pool, box_head, box_predictor, old.proposal_matcher.high_threshold,
-            old.proposal_matcher.low_threshold, config.roi_samples,
-            old.fg_bg_sampler.positive_fraction, old.box_coder.weights,
-            old.score_thresh, old.nms_thresh, old.detections_per_img,
-            mask_roi_pool=mask_pool, mask_head=mask_head, mask_predictor=mask_predictor,
-            drop_iou=config.drop_iou)
-        self.config = config
-
-    @property
-    def in_chans(self) -> int:
-        return self.backbone.body.config.in_chans
-
-
-def backbone_for(config: SegmenterConfig) -> Backbone:
-    """The SSL run's backbone, or a fresh one with the standard (strided) stem: at 96 px the
-    small-image stem would keep 4-16x more positions in every stage."""
-    if config.backbone_run is not None:
-        return load_backbone(config.backbone_run).train()
-    return Backbone(backbone_config(config.backbone, 1, config.image_size, {"small_stem": False}))
-
-
-def build_segmenter(config: SegmenterConfig, backbone: Backbone | None = None
-                    ) -> InstanceSegmenter:
-    return InstanceSegmenter(config, backbone if backbone is not None else backbone_for(config))
-
+from selfsight.errors import UserError
+from selfsight.segment.model import InstanceSegmenter, SegmenterConfig, build_segmenter
+from selfsight.segment.overlap import mask_iou
+from selfsight.train.loop import train_steps
 
 # ----------------------------------------------------------------------------- data
 
@@ -235,9 +74,11 @@ def make_target(masks: np.ndarray, flip: bool, device: torch.device) -> dict[str
 # ----------------------------------------------------------------------------- training
 
 
-def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
-    """Linear warmup, then cosine decay over the training's progress (steps or time)."""
-    return min(1.0, (step + 1) / max(warmup_steps, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
+def warmup_fraction(config: SegmenterConfig) -> float:
+    """``config.warmup_steps`` as a fraction of training, the unit of the schedule. A run bounded
+    by time alone has no step count, so its warm-up takes the fraction that ``warmup_steps``
+    would of the default steps."""
+    return min(1.0, config.warmup_steps / (config.steps or SegmenterConfig.steps))
 
 
 def _check_images(images: np.ndarray, masks: list[np.ndarray], config: SegmenterConfig) -> None:
@@ -247,7 +88,7 @@ def _check_images(images: np.ndarray, masks: list[np.ndarray], config: Segmenter
         raise ValueError(f"images are {images.shape[1:3]}, config.image_size is "
                          f"{config.image_size}: set it to the images' size")
     if config.steps is None and config.time_budget is None:
-        raise ValueError("set config.steps or config.time_budget")
+        raise UserError("set config.steps or config.time_budget")
 
 
 def train_segmenter(
@@ -272,37 +113,31 @@ def train_segmenter(
     model = (model if model is not None else build_segmenter(config)).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps, budget = config.steps or math.inf, config.time_budget or math.inf
-    bar = tqdm(total=config.steps if config.steps else round(budget),
-               unit="step" if config.steps else "s", disable=not progress, desc="segmenter")
-    order, cursor, step, start = rng.permutation(len(images)), 0, 0, time.perf_counter()
-    while step < steps and (elapsed := time.perf_counter() - start) < budget:
-        if cursor + config.batch_size > len(order):
-            order, cursor = rng.permutation(len(images)), 0
-        batch = order[cursor:cursor + config.batch_size]
-        cursor += config.batch_size
-        flips = rng.random(len(batch)) < 0.5
-        x = to_tensor(images[batch], model.in_chans, device)
-        x = torch.where(torch.as_tensor(flips, device=device)[:, None, None, None],
-                        x.flip(-1), x)  # (B, C, H, W)
-        targets = [make_target(masks[i], f, device) for i, f in zip(batch, flips)]
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, max(step / steps, elapsed / budget),
-                                                config.warmup_steps)
-        losses = model(list(x), targets)
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        step += 1
-        record = {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
-        if history is not None:
-            history.append(record)
-        bar.update(1 if config.steps else round(time.perf_counter() - start) - bar.n)
-        rate = step * len(batch) / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{rate:.1f}")
-    bar.close()
+    batch_size = min(config.batch_size, len(images))
+
+    def flipped_batches() -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
+        """Seeded permutations of the images, each image flipped at random with its masks."""
+        while True:
+            order = rng.permutation(len(images))
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                batch = order[start:start + batch_size]
+                flips = rng.random(len(batch)) < 0.5
+                x = to_tensor(images[batch], model.in_chans, device)
+                x = torch.where(torch.as_tensor(flips, device=device)[:, None, None, None],
+                                x.flip(-1), x)  # (B, C, H, W)
+                yield x, [make_target(masks[i], f, device) for i, f in zip(batch, flips)]
+
+    def losses(batch: tuple[torch.Tensor, list[dict[str, torch.Tensor]]]
+               ) -> dict[str, torch.Tensor]:
+        images_in, targets = batch
+        return model(list(images_in), targets)  # in training mode Mask R-CNN returns its losses
+
+    records = train_steps(optimizer, flipped_batches(), losses, config.steps or None,
+                          time_budget=config.time_budget,
+                          warmup=warmup_fraction(config), grad_clip=config.grad_clip,
+                          progress=progress, desc="segmenter", images_per_step=batch_size)
+    if history is not None:
+        history.extend(records)
     return model.eval()
 
 
@@ -335,15 +170,6 @@ def predict(
 
 
 # ----------------------------------------------------------------------------- self-training
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(Ka, H, W) x (Kb, H, W) bool -> (Ka, Kb) IoU."""
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return inter / np.maximum(union, 1.0)
 
 
 def self_training_targets(
@@ -404,26 +230,16 @@ def train_with_self_training(
 def save_segmenter(model: InstanceSegmenter, config: SegmenterConfig,
                    directory: str | Path) -> None:
     """``segmenter.safetensors`` + ``segmenter.json`` (this config and the backbone's)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "segmenter.safetensors"))
     meta = {"segmenter": asdict(config), "backbone": asdict(model.backbone.body.config)}
-    (directory / "segmenter.json").write_text(json.dumps(meta, indent=2))
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    save_artifact(directory, SEGMENTER, meta, model.state_dict())
 
 
 def load_segmenter(directory: str | Path, device: str | torch.device | None = "cpu"
                    ) -> InstanceSegmenter:
     """Rebuild a saved segmenter (no pickle, no SSL run folder needed)."""
-    directory = Path(directory)
-    meta = json.loads((directory / "segmenter.json").read_text())
-    seg = {k: _tuples(v) for k, v in meta["segmenter"].items()}
-    bb = {k: _tuples(v) for k, v in meta["backbone"].items()}
-    bb["model_kwargs"] = {k: _tuples(v) for k, v in bb["model_kwargs"].items()}
-    model = build_segmenter(SegmenterConfig(**seg), Backbone(BackboneConfig(**bb)))
-    model.load_state_dict(load_file(str(directory / "segmenter.safetensors")))
+    meta, tensors = load_artifact(directory, SEGMENTER)
+    where = Path(directory) / SEGMENTER.meta_file
+    config = config_from_meta(SegmenterConfig, meta.get("segmenter"), where)
+    model = build_segmenter(config, Backbone(saved_backbone_config(meta.get("backbone"), where)))
+    load_weights(model, tensors, Path(directory) / SEGMENTER.weights_file)
     return model.to(default_device(device)).eval()

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from selfsight.errors import MissingInput, UserError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file, fsync, then rename: a kill mid-write leaves the previous
@@ -33,9 +35,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
+        raise MissingInput(f"checkpoint {path} not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: not a loadable selfsight checkpoint "
-                         f"(only tensors and plain containers are accepted): {err}") from err
+        raise UserError(f"{path}: not a loadable selfsight checkpoint "
+                        f"(only tensors and plain containers are accepted): {err}") from err

@@ -16,8 +16,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from selfsight.data import ImageSet
 from selfsight.device import Precision, announce_precision, device_for, resolve_precision
-from selfsight.errors import RunInterrupted
+from selfsight.errors import RunFolderTaken, RunInterrupted, UserError
 from selfsight.methods import Method
+from selfsight.run_folder import RunFolder
 from selfsight.train.callbacks import (
     KnnMonitor,
     MetricsLog,
@@ -53,9 +54,6 @@ class TrainConfig:
     progress: bool = True
 
 
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
 def with_resolved_precision(cfg: TrainConfig) -> tuple[TrainConfig, Precision]:
     """``cfg`` with ``precision="auto"`` replaced by the choice for the device it will train on
     (printed once), so config.yaml records what the run really ran at."""
@@ -87,12 +85,12 @@ def lightning_advice_silenced() -> Iterator[None]:
 
 def resume_step(run_dir: Path, resume: bool) -> tuple[int, Path | None]:
     """(global step to continue from, checkpoint path) for ``--resume``; refuse to overwrite."""
-    ckpt = run_dir / CHECKPOINT
+    ckpt = RunFolder(run_dir).checkpoint
     if not ckpt.is_file():
         return 0, None
     if not resume:
-        raise FileExistsError(f"{run_dir} already holds a checkpoint ({ckpt}); pass --resume to "
-                              "continue it, or choose another --out")
+        raise RunFolderTaken(f"{run_dir} already holds a checkpoint ({ckpt}); pass --resume to "
+                             "continue it, or choose another --out")
     return int(load_checkpoint(ckpt)["global_step"]), ckpt
 
 
@@ -107,18 +105,19 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_step, ckpt_path = resume_step(run_dir, resume)
     if not 0 <= cfg.importance < 1:
-        raise ValueError(f"importance must be in [0, 1), got {cfg.importance}")
+        raise UserError(f"importance must be in [0, 1), got {cfg.importance}")
     steps_per_epoch = len(images) // (cfg.batch_size - round(cfg.importance * cfg.batch_size))
     if len(images) < cfg.batch_size:
-        raise ValueError(f"{images.name}: {len(images)} images are fewer than one batch of "
-                         f"{cfg.batch_size}; lower --batch-size")
+        raise UserError(f"{images.name}: {len(images)} images are fewer than one batch of "
+                        f"{cfg.batch_size}; lower --batch-size")
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     throughput = Throughput(cfg.batch_size)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", throughput, cfg.log_every)
+    run = RunFolder(run_dir)
+    metrics = MetricsLog(run.metrics, throughput, cfg.log_every)
     stop = StopOnSignal()
     callbacks: list[L.Callback] = [
         throughput, metrics, TimeBudget(), stop,
-        PeriodicCheckpoint(run_dir / CHECKPOINT, cfg.checkpoint_every),
+        PeriodicCheckpoint(run.checkpoint, cfg.checkpoint_every),
     ]
     if cfg.progress:
         callbacks.append(ProgressBar(throughput))
@@ -143,11 +142,11 @@ def fit(
         except SIGTERMException:  # Lightning's own SIGTERM handler ends the fit after a step
             stop.received = stop.received or signal.SIGTERM
     # The final state, also when the time budget stopped training mid-epoch.
-    trainer.save_checkpoint(run_dir / CHECKPOINT, weights_only=False)
+    trainer.save_checkpoint(run.checkpoint, weights_only=False)
     # The curve ends at the final weights, also when the last epoch was cut short.
     if stop.received is not None:
         interrupted = RunInterrupted(stop.received, f"step {trainer.global_step}; "
-                                     f"{run_dir / CHECKPOINT} holds it, and the same command "
+                                     f"{run.checkpoint} holds it, and the same command "
                                      "with --resume continues")
         interrupted.trainer = trainer
         raise interrupted

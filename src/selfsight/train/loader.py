@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from selfsight.errors import UserError
+
 
 class UInt8Images(Dataset):
     """(N, H, W, C) uint8 array (often a memmap) -> batches {"image": (B, C, H, W) uint8}.
@@ -52,10 +54,10 @@ class StepBatchSampler(Sampler[list[int]]):
                  world: int = 1, start_step: int = 0, scores: torch.Tensor | None = None,
                  importance: float = 0.0) -> None:
         if global_batch % world:
-            raise ValueError(f"batch size {global_batch} is not divisible by {world} processes")
+            raise UserError(f"batch size {global_batch} is not divisible by {world} processes")
         if num_images < global_batch:
-            raise ValueError(f"{num_images} images are fewer than one batch of {global_batch}; "
-                             "lower --batch-size")
+            raise UserError(f"{num_images} images are fewer than one batch of {global_batch}; "
+                            "lower --batch-size")
         self.num_images, self.global_batch = num_images, global_batch
         self.seed, self.rank, self.world = seed, rank, world
         self.scores = scores

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
+from selfsight.config import config_from_dict
 from selfsight.views import ops
-
-# ImageNet statistics for RGB; for grayscale the luma of the same statistics.
-RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
-
-
-def default_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return (GRAY_MEAN, GRAY_STD) if channels == 1 else (RGB_MEAN, RGB_STD)
 
 
 @dataclass
@@ -45,6 +39,16 @@ class MultiViewConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_options(self, options: dict[str, Any] | None) -> MultiViewConfig:
+        """The same recipe with ``options`` (ViewConfig fields, checked and typed) set on every
+        view, e.g. ``scale=(0.4, 1)`` from ``--view-set``."""
+        if not options:
+            return self
+        return MultiViewConfig(views=[
+            replace(v, **vars(config_from_dict(ViewConfig, {**vars(v), **options},
+                                               "view options")))
+            for v in self.views])
 
 
 class ViewPipeline(nn.Module):

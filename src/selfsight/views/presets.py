@@ -1,26 +1,20 @@
 """Named view recipes per method, scaled to the image size.
 
-Small images (<= 64 px, e.g. Fashion-MNIST, CIFAR) drop the blur, as SimCLR's CIFAR recipe does:
-at 28-32 px a 10%-of-side kernel mostly erases the object.
+What changes for small images (e.g. no blur at 28-32 px) is data in ``selfsight.recipes``.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from selfsight.recipes import view_recipe
 from selfsight.views.pipeline import MultiViewConfig, ViewConfig
-
-SMALL_IMAGE = 64
 
 
 def simclr_view(size: int) -> ViewConfig:
-    """SimCLR (Chen et al., 2020): crop, flip, strong jitter, grayscale, blur (large images)."""
-    view = ViewConfig(size=size)
-    if size <= SMALL_IMAGE:
-        # Crops below ~20% of a 28-px item leave a few texture pixels that carry no identity.
-        view = replace(view, scale=(0.2, 1.0), blur_p=0.0, brightness=0.4, contrast=0.4,
-                       saturation=0.4, hue=0.1)
-    return view
+    """SimCLR (Chen et al., 2020): crop, flip, strong jitter, grayscale, blur; the base view of
+    every preset, with the "simclr" view recipe for the size on top."""
+    return replace(ViewConfig(size=size), **view_recipe("simclr", size))
 
 
 def simclr_views(size: int) -> MultiViewConfig:
@@ -28,18 +22,21 @@ def simclr_views(size: int) -> MultiViewConfig:
 
 
 def byol_views(size: int) -> MultiViewConfig:
-    """BYOL (Grill et al., 2020): asymmetric blur (1.0 / 0.1) and solarize (0 / 0.2)."""
+    """BYOL (Grill et al., 2020): asymmetric blur (1.0 / 0.1, where the base view blurs at all)
+    and solarize (0 / 0.2)."""
     base = simclr_view(size)
-    small = size <= SMALL_IMAGE
-    first = replace(base, blur_p=0.0 if small else 1.0)
-    second = replace(base, blur_p=0.0 if small else 0.1, solarize_p=0.2)
+    first_blur, second_blur = (1.0, 0.1) if base.blur_p else (0.0, 0.0)
+    first = replace(base, blur_p=first_blur)
+    second = replace(base, blur_p=second_blur, solarize_p=0.2)
     return MultiViewConfig(views=[first, second])
 
 
-def multicrop_views(size: int, local_size: int, n_local: int,
+def multicrop_views(size: int, local_size: int | None = None, n_local: int = 6,
                     global_scale: tuple[float, float] = (0.4, 1.0),
                     local_scale: tuple[float, float] = (0.05, 0.4)) -> MultiViewConfig:
-    """Multi-crop (Caron et al., 2020): two global views and ``n_local`` small local views."""
+    """Multi-crop (Caron et al., 2020): two global views and ``n_local`` small local views,
+    by default DINO's six of 96 px at 224 (``local_size`` None: 96/224 of ``size``)."""
+    local_size = 96 * size // 224 if local_size is None else local_size
     glob = replace(simclr_view(size), scale=global_scale)
     local = replace(simclr_view(local_size), size=local_size, scale=local_scale)
     return MultiViewConfig(views=[glob, glob] + [local] * n_local)

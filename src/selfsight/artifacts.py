@@ -1,0 +1,105 @@
+"""One format for everything a run saves that holds weights: a JSON file (what to rebuild and
+how it was made) beside a safetensors file (the tensors). Backbones (pretrained or distilled
+students), classifiers, anomaly models and segmenters all go through :func:`save_artifact` and
+:func:`load_artifact`, so each is written atomically and checked the same way on loading: both
+files present, valid JSON, readable tensors, known config keys, weights that fit the model.
+Nothing is unpickled, so an artifact from elsewhere cannot run code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from selfsight.config import config_from_dict
+from selfsight.errors import MissingInput, UserError
+from selfsight.files import read_json, write_atomic, write_json
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    what: str  # for messages: "a <what> folder"
+    meta_file: str
+    weights_file: str
+    made_by: str  # the command that writes it
+
+    def describe(self, directory: Path) -> str:
+        return f"is {directory} a {self.what} folder written by `{self.made_by}`?"
+
+
+BACKBONE = ArtifactKind("run", "backbone.json", "backbone.safetensors",
+                        "selfsight pretrain` or `selfsight distill")
+CLASSIFIER = ArtifactKind("classifier", "classifier.json", "head.safetensors",
+                          "selfsight finetune")
+ANOMALY_MODEL = ArtifactKind("anomaly model", "anomaly.json", "anomaly.safetensors",
+                             "selfsight anomaly fit")
+SEGMENTER = ArtifactKind("segmenter", "segmenter.json", "segmenter.safetensors",
+                         "selfsight segment --train-segmenter")
+
+
+def save_artifact(directory: str | Path, kind: ArtifactKind, meta: dict[str, Any],
+                  tensors: dict[str, torch.Tensor]) -> Path:
+    """Write the tensors, then the JSON (last: a folder with the JSON is complete)."""
+    directory = Path(directory)
+    plain = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    write_atomic(directory / kind.weights_file, lambda f: f.write(save(plain)))
+    write_json(directory / kind.meta_file, meta)
+    return directory
+
+
+def load_artifact(directory: str | Path, kind: ArtifactKind
+                  ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(meta, tensors) of a saved artifact; any problem is one UserError naming the file."""
+    directory = Path(directory)
+    for name in (kind.meta_file, kind.weights_file):
+        if not (directory / name).is_file():
+            raise MissingInput(f"{directory / name} not found: {kind.describe(directory)}")
+    meta = read_json(directory / kind.meta_file, f"a {kind.what} file")
+    if not isinstance(meta, dict):
+        raise UserError(f"{directory / kind.meta_file}: expected a JSON object, "
+                        f"got {type(meta).__name__}")
+    try:
+        tensors = load_file(str(directory / kind.weights_file))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{directory / kind.weights_file}: not a readable safetensors file "
+                        f"({error})") from None
+    return meta, tensors
+
+
+def config_from_meta(cls: type, raw: Any, where: Path | str) -> Any:
+    """A config dataclass from its saved dict: unknown keys and wrong values are user errors
+    that name the file; JSON lists become tuples where the field holds a tuple."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected the {cls.__name__} as a JSON object")
+    tuples = {f.name for f in fields(cls) if "tuple" in str(f.type)}
+    values = {k: as_tuples(v) if k in tuples else v for k, v in raw.items()}
+    try:
+        return config_from_dict(cls, values, str(where))
+    except (TypeError, ValueError) as error:  # also a config's own checks (__post_init__)
+        if str(error).startswith(str(where)):
+            raise
+        raise UserError(f"{where}: {error}") from None
+
+
+def as_tuples(value: Any) -> Any:
+    """Lists (from JSON) back to tuples, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: as_tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(as_tuples(v) for v in value)
+    return value
+
+
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
+                 where: Path | str) -> None:
+    """``module.load_state_dict`` (strict), with a mismatch reported as a user error."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise UserError(f"{where}: the weights do not fit the model it describes "
+                        f"({' '.join(first[:3])[:300]})") from None

@@ -1,0 +1,5 @@
+import sys
+
+from selfsight.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Verbs that train: ``pretrain``, ``distill``, ``finetune`` (and ``predict`` with what it
+trained). Each is an ``*_arguments`` function and a ``run_*`` function."""
+
+from __future__ import annotations
+
+import argparse
+
+from selfsight.cli.options import (
+    EVERY_IMAGE_HELP,
+    LABELLED_HELP,
+    RUN_HELP,
+    add_device_options,
+    add_finetune_recipe,
+    add_precision,
+    device_kwargs,
+    finetune_recipe,
+    key_values,
+    print_lines,
+)
+
+
+def pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="?", default="fashion-mnist",
+                   help="'fashion-mnist' or an image folder (searched recursively)")
+    p.add_argument("--method", default="simclr", help="see `selfsight list methods`")
+    p.add_argument("--backbone", default="auto",
+                   help="any timm model name or selfsight alias (`selfsight list backbones`); "
+                        "auto: resnet10_cpu on a CPU, resnet18 on a GPU")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size (default: 512 on a CPU, 256 on a GPU, smaller for "
+                        "small folders)")
+    p.add_argument("--out", default=None, help="run folder (default runs/METHOD-BACKBONE-TIME)")
+    p.add_argument("--image-size", type=int, default=None, help="inference resolution")
+    p.add_argument("--view-size", type=int, default=None, help="training crop size")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds of training")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    p.add_argument("--devices", default="1", help="number of devices, or 'auto'")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    add_precision(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps")
+    p.add_argument("--knn-every", type=int, default=0, help="online kNN every N epochs")
+    p.add_argument("--importance", type=float, default=0.0,
+                   help="fraction of each batch drawn by the images' most recent losses "
+                        "(methods that report them: simclr, hierarchical)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="method option, e.g. --set temperature=0.1 (repeatable)")
+    p.add_argument("--backbone-set", action="append", metavar="KEY=VALUE",
+                   help="backbone option or timm kwarg, e.g. --backbone-set stem_stride=2")
+    p.add_argument("--view-set", action="append", metavar="KEY=VALUE",
+                   help="view option for every view, e.g. --view-set scale=0.4,1.0")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    import selfsight
+
+    devices = args.devices if args.devices == "auto" else int(args.devices)
+    run = selfsight.pretrain(
+        args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
+        image_size=args.image_size, view_size=args.view_size,
+        options=key_values(args.set, "--set"),
+        backbone_options=key_values(args.backbone_set, "--backbone-set"),
+        view_options=key_values(args.view_set, "--view-set"),
+        resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
+        accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, precision=args.precision, seed=args.seed,
+        workers=args.workers, checkpoint_every=args.checkpoint_every,
+        knn_every=args.knn_every, importance=args.importance,
+        progress=not args.no_progress)
+    if rank_zero_only.rank == 0:  # under DDP every process returns here
+        print(f"run folder: {run}")
+    return 0
+
+
+def distill_arguments(d: argparse.ArgumentParser) -> None:
+    d.add_argument("run", help="teacher run folder with backbone.safetensors")
+    d.add_argument("--student", default="resnet18", help="any timm model name")
+    d.add_argument("--student-set", action="append", metavar="KEY=VALUE",
+                   help="student option or timm kwarg, e.g. --student-set channels=16,32,64,128")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="distillation option, e.g. --set loss=smooth_l1 (repeatable)")
+    d.add_argument("--data", default=None, help="images to distil on (default: the teacher's)")
+    d.add_argument("--out", default=None, help="student run folder")
+    d.add_argument("--image-size", type=int, default=None, help="default: the teacher's")
+    d.add_argument("--epochs", type=int, default=100)
+    d.add_argument("--batch-size", type=int, default=256)
+    d.add_argument("--time-budget", type=float, default=None, help="seconds of training")
+    d.add_argument("--max-steps", type=int, default=None)
+    add_precision(d)
+    d.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    d.add_argument("--no-progress", action="store_true")
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from selfsight.distill import distill
+
+    run = distill(args.run, args.student, args.out, data=args.data, epochs=args.epochs,
+                  batch_size=args.batch_size, image_size=args.image_size,
+                  student_options=key_values(args.student_set, "--student-set"),
+                  options=key_values(args.set, "--set"), resume=args.resume,
+                  time_budget=args.time_budget, max_steps=args.max_steps,
+                  precision=args.precision, accelerator=args.accelerator, seed=args.seed,
+                  progress=not args.no_progress)
+    print(f"student run folder: {run}")
+    return 0
+
+
+def finetune_arguments(f: argparse.ArgumentParser) -> None:
+    f.add_argument("run", help=RUN_HELP)
+    f.add_argument("--data", default="fashion-mnist", help=LABELLED_HELP)
+    f.add_argument("--labels", default=None, help="CSV of file,label")
+    f.add_argument("--out", default=None, help="classifier folder (default RUN/classifier)")
+    f.add_argument("--fraction", type=float, default=1.0,
+                   help="keep this stratified share of the labelled training images")
+    f.add_argument("--seed", type=int, default=0)
+    add_finetune_recipe(f)
+    add_device_options(f)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    import selfsight
+    from selfsight.summaries import summary_lines
+
+    result = selfsight.finetune(args.run, args.data, labels=args.labels, out=args.out,
+                                fraction=args.fraction, seed=args.seed,
+                                recipe=finetune_recipe(args), **device_kwargs(args))
+    print_lines(summary_lines(result))
+    print(f"classifier: {args.out or f'{args.run}/classifier'}")
+    return 0
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("classifier", help="classifier folder (RUN/classifier)")
+    p.add_argument("images", help=EVERY_IMAGE_HELP)
+    p.add_argument("--out", required=True, help="CSV: file, label, confidence, per-class")
+    add_device_options(p)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import selfsight
+
+    summary = selfsight.predict(args.classifier, args.images, args.out, **device_kwargs(args))
+    print(f"{summary.count} images labelled, {summary.skipped_count} unreadable skipped: "
+          + ", ".join(f"{c} {n}" for c, n in (summary.counts or {}).items()))
+    print(f"written: {summary.out} (+ {summary.out}.json)")
+    return 0
