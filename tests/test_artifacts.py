@@ -3,6 +3,7 @@ written atomically, and a broken one from elsewhere is one line that names the f
 traceback or executed code."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,32 @@ def test_load_artifact_never_unpickles(tmp_path):
     torch.save({"w": Boom()}, tmp_path / SEGMENTER.weights_file)
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_artifact(tmp_path, SEGMENTER)
+
+
+@pytest.mark.parametrize("tamper, says", [
+    ({"model_kwargs": {"pretrained": True}}, "'pretrained' is not allowed"),
+    ({"model_kwargs": {"checkpoint_path": "/etc/passwd"}}, "'checkpoint_path' is not allowed"),
+    ({"model_kwargs": {"channels": [8, 16, 32, 10**9]}}, "sizes must lie in"),
+    ({"name": 18}, "name must be text"),
+])
+def test_a_backbone_json_cannot_open_files_fetch_weights_or_ask_for_terabytes(tmp_path, tamper,
+                                                                              says):
+    tiny_backbone().save(tmp_path)
+    config = json.loads((tmp_path / BACKBONE.meta_file).read_text())
+    (tmp_path / BACKBONE.meta_file).write_text(json.dumps({**config, **tamper}))
+    with pytest.raises(UserError, match=r"backbone\.json.*" + re.escape(says)):
+        load_backbone(tmp_path)
+
+
+def test_a_tampered_anomaly_model_is_refused_before_scoring(tmp_path):
+    saved(ANOMALY_MODEL, tmp_path)
+    meta = json.loads((tmp_path / ANOMALY_MODEL.meta_file).read_text())
+    for calibration, says in (({"threshold": float("nan")}, "finite"),
+                              ({"patch_std": 0.0}, "positive spreads")):
+        broken = {**meta, "calibration": {**meta["calibration"], **calibration}}
+        (tmp_path / ANOMALY_MODEL.meta_file).write_text(json.dumps(broken))
+        with pytest.raises(UserError, match=r"anomaly\.json: calibration.*" + says):
+            AnomalyModel.load(tmp_path)
+    (tmp_path / ANOMALY_MODEL.meta_file).write_text(json.dumps({"calibration": {}}))
+    with pytest.raises(UserError, match=r"anomaly\.json: expected the AnomalyConfig"):
+        AnomalyModel.load(tmp_path)

@@ -163,6 +163,10 @@ def _rewire_first_block(model: nn.Module, width: int) -> None:
 
 
 def create_timm_model(cfg: BackboneConfig) -> nn.Module:
+    check_model_kwargs(cfg.name, cfg.model_kwargs)
+    if not (1 <= cfg.in_chans <= 64 and 1 <= cfg.image_size <= LARGEST_SIZE):
+        raise UserError(f"backbone: in_chans {cfg.in_chans} and image_size {cfg.image_size} "
+                        f"must lie in 1..64 and 1..{LARGEST_SIZE}")
     check_backbone_name(cfg.name)
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": cfg.in_chans, **cfg.model_kwargs}
     if is_vit_name(cfg.name):
@@ -181,6 +185,33 @@ def create_timm_model(cfg: BackboneConfig) -> nn.Module:
         _small_stem(model, cfg.in_chans, cfg.stem_stride, cfg.stem_width)
     # Small images leave the last stages on 2x2-3x3 maps, where a dense product beats oneDNN.
     return use_small_grid_convs(model)
+
+
+# timm kwargs that read files, fetch weights or change what the model is for: a backbone.json
+# from elsewhere must not make selfsight open a path or a URL.
+FORBIDDEN_KWARGS = ("pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay",
+                    "pretrained_strict", "cache_dir", "features_only", "num_classes", "in_chans")
+LARGEST_SIZE = 16_384  # no width, depth or size a backbone needs is larger
+
+
+def check_model_kwargs(name: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse a model name that is not text, kwargs that open files or fetch weights, and sizes
+    that would ask for more memory than any machine has."""
+    if not isinstance(name, str):
+        raise UserError(f"backbone name must be text, got {name!r}")
+    for key, value in kwargs.items():
+        if key in FORBIDDEN_KWARGS or key.endswith(("_path", "_file", "_url", "_dir")):
+            raise UserError(f"backbone option '{key}' is not allowed (it reads files, fetches "
+                            "weights or changes the model's output)")
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        for number in numbers:
+            if isinstance(number, int) and not isinstance(number, bool) and not \
+                    0 <= number <= LARGEST_SIZE:
+                raise UserError(f"backbone option {key}={value!r}: sizes must lie in "
+                                f"0..{LARGEST_SIZE}")
+            if not isinstance(number, (int, float, str, bool, type(None))):
+                raise UserError(f"backbone option {key}={value!r}: expected numbers, text or "
+                                "true/false")
 
 
 def _timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -265,7 +296,12 @@ def saved_backbone_config(raw: Any, where: Path) -> BackboneConfig:
     """A BackboneConfig from its JSON (in backbone.json, or inside another artifact's)."""
     if isinstance(raw, dict) and isinstance(raw.get("model_kwargs"), dict):
         raw = {**raw, "model_kwargs": as_tuples(raw["model_kwargs"])}  # CLI kwargs are tuples
-    return config_from_meta(BackboneConfig, raw, where)
+    config = config_from_meta(BackboneConfig, raw, where)
+    try:
+        check_model_kwargs(config.name, config.model_kwargs)
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
+    return config
 
 
 def load_backbone(directory: str | Path) -> Backbone:

@@ -209,9 +209,19 @@ class AnomalyModel:
         where = Path(directory) / ANOMALY_MODEL.meta_file
         config = config_from_meta(AnomalyConfig, meta.get("config"), where)
         calibration = config_from_meta(Calibration, meta.get("calibration"), where)
+        weights = Path(directory) / ANOMALY_MODEL.weights_file
         missing = {"patch_bank", "pooled_bank"} - set(tensors)
         if missing:
-            raise UserError(f"{Path(directory) / ANOMALY_MODEL.weights_file}: no "
-                            f"{', '.join(sorted(missing))}")
-        return cls(load_backbone(directory), config, tensors["patch_bank"],
-                   tensors["pooled_bank"], calibration)
+            raise UserError(f"{weights}: no {', '.join(sorted(missing))}")
+        backbone = load_backbone(directory)
+        patch, pooled = tensors["patch_bank"], tensors["pooled_bank"]
+        if patch.ndim != 2 or pooled.ndim != 2 or not len(patch) or not len(pooled) \
+                or pooled.shape[1] != backbone.dim:
+            raise UserError(f"{weights}: banks of shape {tuple(patch.shape)} and "
+                            f"{tuple(pooled.shape)} do not fit a {backbone.dim}-dim backbone")
+        numbers = {k: v for k, v in asdict(calibration).items() if isinstance(v, float)}
+        if not all(np.isfinite(list(numbers.values()))) or min(
+                calibration.patch_std, calibration.pooled_std) <= 0:
+            raise UserError(f"{where}: calibration needs finite numbers and positive spreads, "
+                            f"got {numbers}")
+        return cls(backbone, config, patch, pooled, calibration)
