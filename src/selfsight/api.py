@@ -36,6 +36,7 @@ from selfsight.eval.drift import drift_score
 from selfsight.eval.explore import explore_features
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
 from selfsight.eval.suite import SectionSizes, evaluation_sections
+from selfsight.file_names import portable_name
 from selfsight.files import write_atomic, write_text
 from selfsight.label_selection import typical_picks
 from selfsight.methods import get_method
@@ -81,6 +82,7 @@ def pretrain(
     backbone_options: dict[str, Any] | None = None,
     view_options: dict[str, Any] | None = None,
     resume: bool = False,
+    allow_changed_data: bool = False,
     **train_options: Any,
 ) -> Path:
     """Pretrain ``backbone`` with ``method`` on unlabeled images; returns the run folder.
@@ -92,6 +94,8 @@ def pretrain(
     the method's Config, ``backbone_options`` the BackboneConfig or timm kwargs,
     ``view_options`` fields of every view of the method's recipe (e.g. ``scale=(0.4, 1)``), and
     ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
+    ``resume`` refuses when the data changed since the run started, unless
+    ``allow_changed_data``; a second run into the same ``out`` is refused while one trains.
     """
     method_cls = get_method(method)
     config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
@@ -112,14 +116,15 @@ def pretrain(
     method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options",
                                   base=method_cls.default_config(backbone_cfg))
     views = method_cls.default_views(view_size or size).with_options(view_options)
-    run, model = start_run(
-        out, f"{method}-{backbone}", data, images, train_cfg, precision,
-        lambda: method_cls(backbone=backbone_cfg, config=method_cfg, views=views,
-                           batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                           time_budget=train_cfg.time_budget), resume)
-    knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
-        if train_cfg.knn_every else None
-    fit_and_save(model, images, train_cfg, run.root, resume=resume, knn_sets=knn_sets)
+    with start_run(
+            out, f"{method}-{backbone}", data, images, train_cfg, precision,
+            lambda: method_cls(backbone=backbone_cfg, config=method_cfg, views=views,
+                               batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                               time_budget=train_cfg.time_budget), resume,
+            allow_changed_data=allow_changed_data) as (run, model):  # RUN/.lock until saved
+        knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
+            if train_cfg.knn_every else None
+        fit_and_save(model, images, train_cfg, run.root, resume=resume, knn_sets=knn_sets)
     return run.root
 
 
@@ -220,7 +225,7 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
             result["to_label"]["classes_covered"] = len(np.unique(images.labels[picks]))
         names = images.row_names()
         write_csv(to_label, ["order", "file", "pick_cluster", "typicality"],
-                  ((i + 1, names[r], int(c), f"{t:.4g}")
+                  ((i + 1, portable_name(names[r]), int(c), f"{t:.4g}")
                    for i, (r, c, t) in enumerate(zip(picks, picked_from, typical))))
     result["explore_seconds"] = round(time.perf_counter() - started, 1)
     typed = ExploreResult.from_json(result)
@@ -228,13 +233,15 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
     write_atomic(run.evaluation(data, "_explore.npz"), lambda f: np.savez_compressed(
         f, features=features.astype(np.float16), cluster=rows["cluster"]))
     write_csv(run.evaluation(data, "_clusters.csv"), ["file", "cluster", "similarity_to_centre"],
-              ((file, int(c), f"{s:.4f}") for file, c, s in zip(
+              ((portable_name(file), int(c), f"{s:.4f}") for file, c, s in zip(
                   images.row_names(), rows["cluster"], rows["similarity"])))
     return typed
 
 
 def write_csv(path: Path, header: list[str], rows: Any) -> None:
-    buffer = io.StringIO()
+    """Write ``rows`` under ``header`` atomically as UTF-8 (file names in the rows are given as
+    :func:`selfsight.files.portable_name` writes them)."""
+    buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)

@@ -94,9 +94,24 @@ def as_tuples(value: Any) -> Any:
     return value
 
 
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or inf, else None (one device
+    sync for all of them, not one per tensor)."""
+    names = [k for k, v in tensors.items() if v.is_floating_point()]
+    if not names:
+        return None
+    finite = torch.stack([torch.isfinite(tensors[k]).all() for k in names]).cpu()
+    return None if bool(finite.all()) else names[int((~finite).nonzero()[0])]
+
+
 def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
                  where: Path | str) -> None:
-    """``module.load_state_dict`` (strict), with a mismatch reported as a user error."""
+    """``module.load_state_dict`` (strict), with a mismatch or a NaN/inf reported as a user
+    error: weights from a diverged run would otherwise give NaN features without a word."""
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise UserError(f"{where}: holds non-finite weights (NaN/inf) in {bad}; was it saved "
+                        "from a run that diverged?")
     try:
         module.load_state_dict(tensors)
     except RuntimeError as error:

@@ -11,6 +11,7 @@ accuracy)."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from selfsight.errors import UserError
 from selfsight.eval.drift import per_class
 from selfsight.eval.finetune import Classifier, probabilities
 from selfsight.eval.label_efficiency import FinetuneRecipe, stratified_subset, validated_steps
+from selfsight.file_names import portable_name
+from selfsight.files import write_text
 from selfsight.results import FilesSummary, FinetuneResult
 from selfsight.run_folder import RunFolder
 
@@ -62,7 +65,7 @@ def finetune(
     names += [str(i) for i in range(len(names), num_classes)]  # one name per output
     pile = None  # the unlabelled images to distil on, found before the slow part
     if recipe.distill_epochs > 0:
-        pile = run_images(run, cfg.image_size, cfg.in_chans)
+        pile = run_images(run, cfg.image_size, cfg.in_chans, progress)
         if pile is None:
             raise UserError(f"{run}/config.yaml: the run's training images cannot be loaded "
                             "again, so there is nothing unlabelled to distil on")
@@ -118,7 +121,8 @@ def predict(classifier: str | Path, images: Any, out: str | Path, device: str | 
     """Classify every readable image of ``images`` (a folder, searched recursively, or any image
     source) and write ``out`` as CSV: file, label, confidence (the softmax probability of that
     label), then one probability column per class. Unreadable files are skipped and listed in
-    the returned summary (also written to ``OUT.json``)."""
+    the returned summary (also written to ``OUT.json``). File names are written as
+    :func:`selfsight.files.portable_name` writes them."""
     model, meta = load_classifier(classifier)
     cfg = model.backbone.config
     data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
@@ -126,17 +130,19 @@ def predict(classifier: str | Path, images: Any, out: str | Path, device: str | 
                           progress=progress)
     classes, best = meta["classes"], probs.argmax(1)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "label", "confidence", *classes])
-        for name, row, k in zip(data.row_names(), probs, best):
-            writer.writerow([name, classes[k], f"{row[k]:.4f}", *(f"{p:.4f}" for p in row)])
-    summary = {"classifier": str(classifier), "images": str(images), "out": str(out),
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["file", "label", "confidence", *classes])
+    for name, row, k in zip(data.row_names(), probs, best):
+        writer.writerow([portable_name(name), classes[k], f"{row[k]:.4f}",
+                         *(f"{p:.4f}" for p in row)])
+    write_text(out, table.getvalue())  # UTF-8, atomic: never a truncated table
+    summary = {"classifier": portable_name(classifier), "images": portable_name(str(images)),
+               "out": portable_name(out),
                "count": len(data), "counts": {c: int((best == i).sum())
                                               for i, c in enumerate(classes)},
                "skipped_count": len(data.skipped), "precision": current_precision(device).name,
-               "skipped": [{"file": f, "reason": r} for f, r in data.skipped]}
+               "skipped": [{"file": portable_name(f), "reason": r} for f, r in data.skipped]}
     typed = FilesSummary.from_json(summary)
     typed.save(f"{out}.json")
     return typed

@@ -28,6 +28,19 @@ class BadOptionValue(UserError, TypeError):
     """An option's value has the wrong type (e.g. text where a number belongs)."""
 
 
+class Diverged(UserError, FloatingPointError):
+    """Training went non-finite (loss or weights); the last good checkpoint is kept."""
+
+
+class NoSpace(UserError, OSError):
+    """The disk (or the user's quota) has no room for a file selfsight writes; ``errno`` is
+    ENOSPC or EDQUOT, as on the OSError it replaces."""
+
+
+class NotWritable(UserError, PermissionError):
+    """A folder selfsight must write in is read-only (EROFS) or not writable (EACCES, EPERM)."""
+
+
 class RunInterrupted(Exception):
     """Training stopped on SIGINT or SIGTERM after writing its checkpoint; the command exits
     with 128 + the signal number, as a shell reports a process ended by that signal."""

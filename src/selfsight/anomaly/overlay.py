@@ -7,14 +7,20 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from selfsight.file_names import display_name
+from selfsight.files import write_atomic
+
 
 def save_overlay(path: str | Path, image: np.ndarray, amap: np.ndarray, pixel_threshold: float,
                  title: str = "", vmax: float | None = None,
                  mask: np.ndarray | None = None) -> Path:
     """PNG of the image (H, W, C) uint8 beside the image with its map (H, W) as a heat map, the
-    contour map == ``pixel_threshold`` in white and, if given, the true ``mask`` in green."""
+    contour map == ``pixel_threshold`` in white and, if given, the true ``mask`` in green.
+
+    ``title`` is drawn as plain text: any file name in it is shown as
+    :func:`selfsight.files.display_name` shows it (undecodable bytes and control characters as
+    ``\\xHH``), and ``$`` never starts mathtext, so no name can fail the drawing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     shown = image[..., 0] if image.shape[-1] == 1 else image
     cmap = "gray" if image.shape[-1] == 1 else None
     vmax = float(amap.max()) if vmax is None else vmax
@@ -31,6 +37,6 @@ def save_overlay(path: str | Path, image: np.ndarray, amap: np.ndarray, pixel_th
         ax.set_axis_off()
     fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04)
     if title:
-        fig.suptitle(title, fontsize=8)
-    fig.savefig(path)
+        fig.suptitle(display_name(title), fontsize=8, parse_math=False)
+    write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"))
     return path

@@ -10,8 +10,12 @@ from selfsight.cli.options import (
     RUN_HELP,
     add_device_options,
     add_finetune_recipe,
+    at_least_two,
     device_kwargs,
     finetune_recipe,
+    fraction,
+    non_negative_int,
+    positive_int,
     print_lines,
     section_sizes,
 )
@@ -27,9 +31,10 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--all-images", action="store_true",
                    help="robustness and clustering on every image (default: seeded random "
                         "subsamples of 2,000 test images and 10,000 images)")
-    e.add_argument("--label-fractions", type=float, nargs="+", default=None, metavar="F",
-                   help="label-efficiency A/B: fine-tune vs scratch on these label fractions")
-    e.add_argument("--seeds", type=int, default=3, help="seeds per label fraction")
+    e.add_argument("--label-fractions", type=fraction, nargs="+", default=None, metavar="F",
+                   help="label-efficiency A/B: fine-tune vs scratch on these label fractions, "
+                        "each in (0, 1]")
+    e.add_argument("--seeds", type=positive_int, default=3, help="seeds per label fraction")
     add_finetune_recipe(e)
     add_device_options(e)
 
@@ -51,12 +56,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def explore_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("run", help=RUN_HELP)
     x.add_argument("images", help=EVERY_IMAGE_HELP)
-    x.add_argument("--clusters", type=int, default=None,
-                   help="number of clusters (default: chosen by the silhouette)")
-    x.add_argument("--max-clusters", type=int, default=20,
+    x.add_argument("--clusters", type=at_least_two, default=None,
+                   help="number of clusters, >= 2 (default: chosen by the silhouette)")
+    x.add_argument("--max-clusters", type=at_least_two, default=20,
                    help="the silhouette choice tries 2 to this many clusters")
-    x.add_argument("--suggest", type=int, default=0, metavar="N",
-                   help="also pick the N images to label first (TypiClust)")
+    x.add_argument("--suggest", type=non_negative_int, default=0, metavar="N",
+                   help="also pick the N images to label first (TypiClust; 0, the default: "
+                        "none)")
     add_device_options(x)
 
 
@@ -79,7 +85,8 @@ def drift_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("run", help=RUN_HELP)
     d.add_argument("reference", help="the earlier images (folder, or 'fashion-mnist')")
     d.add_argument("current", help="the images to compare with them")
-    d.add_argument("--permutations", type=int, default=200)
+    d.add_argument("--permutations", type=positive_int, default=200,
+                   help="permutations of the significance test")
     add_device_options(d)
 
 

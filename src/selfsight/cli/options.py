@@ -22,6 +22,53 @@ EVERY_IMAGE_HELP = ("image folder (searched recursively) or 'fashion-mnist' (bot
                     "training first)")
 
 
+# --- argparse ``type=`` checks: a bad value is argparse's one-line usage error (exit 2) --------
+def _number(text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and not -float("inf") < value < float("inf"):  # nan, inf
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _checked(kind: type, ok: Any, what: str) -> Any:
+    def parse(text: str) -> Any:
+        value = _number(text, kind)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    parse.__name__ = what  # argparse names the type by it in some messages
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a whole number >= 1")
+non_negative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+at_least_two = _checked(int, lambda v: v >= 2, "a whole number >= 2")
+seed_value = _checked(int, lambda v: 0 <= v < 2**32, "a whole number in [0, 2**32)")
+positive_float = _checked(float, lambda v: v > 0, "a finite number > 0")
+non_negative_float = _checked(float, lambda v: v >= 0, "a finite number >= 0")
+fraction = _checked(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+open_fraction = _checked(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
+below_one = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def devices_value(text: str) -> int | str:
+    """``--devices``: 'auto' or a whole number >= 1."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or 'auto', got {text!r}"
+                                         ) from None
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     """``["lr=0.1", "scale=0.4,1"]`` -> ``{"lr": 0.1, "scale": (0.4, 1)}``."""
     out: dict[str, Any] = {}
@@ -55,21 +102,24 @@ def device_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def add_finetune_recipe(parser: argparse.ArgumentParser) -> None:
     """Fine-tuning flags shared by ``evaluate`` (both A/B arms), ``finetune`` and the benchmark
     script; :func:`finetune_recipe` turns them into the recipe."""
-    parser.add_argument("--finetune-epochs", type=float, default=2.0,
+    parser.add_argument("--finetune-epochs", type=positive_float, default=2.0,
                         help="fine-tuning epochs; small labelled sets get --min-steps")
-    parser.add_argument("--min-steps", type=int, default=200)
-    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
-    parser.add_argument("--step-ladder", type=float, nargs="+", default=[1, 2, 4, 8],
+    parser.add_argument("--min-steps", type=non_negative_int, default=200,
+                        help="fewest fine-tuning steps (0: no minimum)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3,
+                        help="fine-tuning learning rate")
+    parser.add_argument("--step-ladder", type=positive_float, nargs="+", default=[1, 2, 4, 8],
                         metavar="M", help="multiples of the base steps to choose from on a "
                                           "validation hold-out of the labels; 1 alone: fixed")
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
+    parser.add_argument("--validation-fraction", type=open_fraction, default=0.2,
                         help="share of each labelled subset held out to choose the steps")
-    parser.add_argument("--validation-folds", type=int, default=1,
+    parser.add_argument("--validation-folds", type=positive_int, default=1,
                         help="choose the steps by k-fold cross-validation instead (every "
                              "labelled image validated once; k times the cost of the ladder)")
-    parser.add_argument("--distill-epochs", type=float, default=0.0,
+    parser.add_argument("--distill-epochs", type=non_negative_float, default=0.0,
                         help="then distil each fine-tuned model into a student on unlabelled "
-                             "training images for this many epochs (SimCLRv2's third step)")
+                             "training images for this many epochs (SimCLRv2's third step; "
+                             "0, the default: off)")
 
 
 def finetune_recipe(args: argparse.Namespace) -> FinetuneRecipe:

@@ -6,17 +6,28 @@ from __future__ import annotations
 import argparse
 
 from selfsight.cli.options import (
+    ACCELERATORS,
     EVERY_IMAGE_HELP,
     LABELLED_HELP,
     RUN_HELP,
     add_device_options,
     add_finetune_recipe,
     add_precision,
+    below_one,
     device_kwargs,
+    devices_value,
     finetune_recipe,
+    fraction,
     key_values,
+    non_negative_int,
+    positive_float,
+    positive_int,
     print_lines,
+    seed_value,
 )
+
+ALLOW_CHANGED_HELP = ("with --resume: continue although files were added to or removed from "
+                      "the data since the run started (the schedule and image count change)")
 
 
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,28 +37,36 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="auto",
                    help="any timm model name or selfsight alias (`selfsight list backbones`); "
                         "auto: resnet10_cpu on a CPU, resnet18 on a GPU")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="global batch size (default: 512 on a CPU, 256 on a GPU, smaller for "
                         "small folders)")
     p.add_argument("--out", default=None, help="run folder (default runs/METHOD-BACKBONE-TIME)")
-    p.add_argument("--image-size", type=int, default=None, help="inference resolution")
-    p.add_argument("--view-size", type=int, default=None, help="training crop size")
-    p.add_argument("--time-budget", type=float, default=None, help="seconds of training")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
-    p.add_argument("--devices", default="1", help="number of devices, or 'auto'")
-    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="inference resolution")
+    p.add_argument("--view-size", type=positive_int, default=None, help="training crop size")
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds of training")
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="steps of training (default: from --epochs)")
+    p.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
+                   help="cpu, gpu, auto (default: the GPU when there is one)")
+    p.add_argument("--devices", type=devices_value, default=1,
+                   help="number of devices, or 'auto'")
+    p.add_argument("--num-nodes", type=positive_int, default=1)
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     add_precision(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps")
-    p.add_argument("--knn-every", type=int, default=0, help="online kNN every N epochs")
-    p.add_argument("--importance", type=float, default=0.0,
+    p.add_argument("--seed", type=seed_value, default=0)
+    p.add_argument("--workers", type=non_negative_int, default=0)
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=200,
+                   help="steps between checkpoints (0: only at each epoch end)")
+    p.add_argument("--knn-every", type=non_negative_int, default=0,
+                   help="online kNN every N epochs (0, the default: off)")
+    p.add_argument("--importance", type=below_one, default=0.0,
                    help="fraction of each batch drawn by the images' most recent losses "
-                        "(methods that report them: simclr, hierarchical)")
+                        "(methods that report them: simclr, hierarchical; 0: off)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_HELP)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="method option, e.g. --set temperature=0.1 (repeatable)")
     p.add_argument("--backbone-set", action="append", metavar="KEY=VALUE",
@@ -57,20 +76,29 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def check_hardware(args: argparse.Namespace) -> None:
+    """--accelerator gpu without a GPU (or more --devices than GPUs): one line before anything
+    is chosen, loaded or printed (TrainConfig's own check)."""
+    from selfsight.train.fit import TrainConfig
+
+    TrainConfig(accelerator=args.accelerator, devices=getattr(args, "devices", 1))
+
+
 def run_pretrain(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     import selfsight
 
-    devices = args.devices if args.devices == "auto" else int(args.devices)
+    check_hardware(args)
     run = selfsight.pretrain(
         args.data, args.method, args.backbone, args.out, args.epochs, args.batch_size,
         image_size=args.image_size, view_size=args.view_size,
         options=key_values(args.set, "--set"),
         backbone_options=key_values(args.backbone_set, "--backbone-set"),
         view_options=key_values(args.view_set, "--view-set"),
-        resume=args.resume, time_budget=args.time_budget, max_steps=args.max_steps,
-        accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
+        resume=args.resume, allow_changed_data=args.allow_changed_data,
+        time_budget=args.time_budget, max_steps=args.max_steps,
+        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         strategy=args.strategy, precision=args.precision, seed=args.seed,
         workers=args.workers, checkpoint_every=args.checkpoint_every,
         knn_every=args.knn_every, importance=args.importance,
@@ -89,26 +117,33 @@ def distill_arguments(d: argparse.ArgumentParser) -> None:
                    help="distillation option, e.g. --set loss=smooth_l1 (repeatable)")
     d.add_argument("--data", default=None, help="images to distil on (default: the teacher's)")
     d.add_argument("--out", default=None, help="student run folder")
-    d.add_argument("--image-size", type=int, default=None, help="default: the teacher's")
-    d.add_argument("--epochs", type=int, default=100)
-    d.add_argument("--batch-size", type=int, default=256)
-    d.add_argument("--time-budget", type=float, default=None, help="seconds of training")
-    d.add_argument("--max-steps", type=int, default=None)
+    d.add_argument("--image-size", type=positive_int, default=None,
+                   help="default: the teacher's")
+    d.add_argument("--epochs", type=positive_int, default=100)
+    d.add_argument("--batch-size", type=positive_int, default=256)
+    d.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds of training")
+    d.add_argument("--max-steps", type=positive_int, default=None,
+                   help="steps of training (default: from --epochs)")
     add_precision(d)
-    d.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
+                   help="cpu, gpu, auto (default: the GPU when there is one)")
+    d.add_argument("--seed", type=seed_value, default=0)
     d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    d.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_HELP)
     d.add_argument("--no-progress", action="store_true")
 
 
 def run_distill(args: argparse.Namespace) -> int:
     from selfsight.distill import distill
 
+    check_hardware(args)
     run = distill(args.run, args.student, args.out, data=args.data, epochs=args.epochs,
                   batch_size=args.batch_size, image_size=args.image_size,
                   student_options=key_values(args.student_set, "--student-set"),
                   options=key_values(args.set, "--set"), resume=args.resume,
-                  time_budget=args.time_budget, max_steps=args.max_steps,
+                  allow_changed_data=args.allow_changed_data, time_budget=args.time_budget,
+                  max_steps=args.max_steps,
                   precision=args.precision, accelerator=args.accelerator, seed=args.seed,
                   progress=not args.no_progress)
     print(f"student run folder: {run}")
@@ -120,9 +155,9 @@ def finetune_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("--data", default="fashion-mnist", help=LABELLED_HELP)
     f.add_argument("--labels", default=None, help="CSV of file,label")
     f.add_argument("--out", default=None, help="classifier folder (default RUN/classifier)")
-    f.add_argument("--fraction", type=float, default=1.0,
-                   help="keep this stratified share of the labelled training images")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--fraction", type=fraction, default=1.0,
+                   help="keep this stratified share of the labelled training images, in (0, 1]")
+    f.add_argument("--seed", type=seed_value, default=0)
     add_finetune_recipe(f)
     add_device_options(f)
 

@@ -11,6 +11,8 @@ from selfsight.cli.options import (
     add_device_options,
     device_kwargs,
     key_values,
+    non_negative_int,
+    positive_int,
     print_lines,
 )
 
@@ -29,7 +31,8 @@ def anomaly_arguments(a: argparse.ArgumentParser) -> None:
     s.add_argument("model_dir", help="folder written by `selfsight anomaly fit`")
     s.add_argument("images", help="folder of images to score")
     s.add_argument("--out", default=None, help="results folder (default MODEL_DIR/scores)")
-    s.add_argument("--overlays", type=int, default=50, help="overlay PNGs of the top N images")
+    s.add_argument("--overlays", type=non_negative_int, default=50,
+                   help="overlay PNGs of the top N images (0: none)")
     for p in (f, s):
         add_device_options(p)
 
@@ -60,11 +63,11 @@ def segment_arguments(g: argparse.ArgumentParser) -> None:
                    help="auto: RUN/segmenter when trained, else MaskCut pseudo-masks")
     g.add_argument("--train-segmenter", action="store_true",
                    help="first train a Mask R-CNN on the folder's pseudo-masks (RUN/segmenter)")
-    g.add_argument("--image-size", type=int, default=None,
+    g.add_argument("--image-size", type=positive_int, default=None,
                    help="working size images are resized to (default: the run's image size)")
-    g.add_argument("--feature-size", type=int, default=None,
+    g.add_argument("--feature-size", type=positive_int, default=None,
                    help="size for patch features (larger: a finer patch grid)")
-    g.add_argument("--masks", type=int, default=3, help="MaskCut cuts per image")
+    g.add_argument("--masks", type=positive_int, default=3, help="MaskCut cuts per image")
     g.add_argument("--tau", type=float, default=0.15, help="MaskCut affinity threshold")
     g.add_argument("--maskcut-set", action="append", metavar="KEY=VALUE",
                    help="other MaskCut option, e.g. --maskcut-set split_sigma=0.1 (touching "
@@ -100,7 +103,7 @@ def embed_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("run", help=RUN_HELP)
     m.add_argument("images", help=EVERY_IMAGE_HELP)
     m.add_argument("--out", required=True, help="FILE.npy (names in FILE.npy.json) or .parquet")
-    m.add_argument("--batch-size", type=int, default=512)
+    m.add_argument("--batch-size", type=positive_int, default=512)
     add_device_options(m)
 
 
@@ -119,7 +122,7 @@ def export_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("run", help=RUN_HELP)
     x.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
     x.add_argument("--out", default=None, help="output folder (default RUN/export)")
-    x.add_argument("--opset", type=int, default=17)
+    x.add_argument("--opset", type=positive_int, default=17)
     x.add_argument("--images", default=None,
                    help="real images for the parity check (default: the run's training data)")
     x.add_argument("--float-input", action="store_true",

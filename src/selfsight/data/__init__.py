@@ -112,7 +112,7 @@ def load_every_image(data: Any, size: int, channels: int, progress: bool = True)
     if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_dir():
         return load_folder(Path(data).expanduser(), size=size, channels=channels,
                            progress=progress)
-    return load_images(data, split="train", size=size, channels=channels)
+    return load_images(data, split="train", size=size, channels=channels, progress=progress)
 
 
 def _is_fashion_mnist(data: Any) -> bool:
@@ -224,13 +224,15 @@ def align_classes(test: ImageSet, train: ImageSet, data: Any) -> ImageSet:
     return dataclasses.replace(test, labels=lookup[test.labels], classes=train.classes)
 
 
-def run_images(run: Path, size: int | None, channels: int) -> ImageSet | None:
+def run_images(run: Path, size: int | None, channels: int, progress: bool = True
+               ) -> ImageSet | None:
     """The training images named in ``run/config.yaml`` (``data``), or None when they cannot be
     loaded again (in-memory arrays, a moved folder)."""
     data = RunFolder(run).read_config().get("data")
     if not isinstance(data, str):
         return None
     try:
-        return load_images(data, split="train", size=size, channels=channels)
+        return load_images(data, split="train", size=size, channels=channels,
+                           progress=progress)
     except (ValueError, FileNotFoundError, OSError):
         return None

@@ -8,6 +8,8 @@ turns an unreadable one into a reason string, so one bad file never ends a load.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from selfsight.errors import UserError
+from selfsight.file_names import display_name
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -40,12 +43,20 @@ def open_image(path: str | Path, channels: int, draft: int | None = None) -> Ima
     Raises whatever PIL raises on bad input."""
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 or 3, got {channels}")
+    _require_regular_file(path)
     with Image.open(path) as opened:
         if draft:  # JPEG can decode at 1/2..1/8 scale for free
             opened.draft(opened.mode, (draft, draft))
         opened.load()  # inside the caller's try: truncated files fail here, not later
         img = _to_8bit(_apply_exif_orientation(opened))
         return img.convert("L") if channels == 1 else img.convert("RGB")
+
+
+def _require_regular_file(path: str | Path) -> None:
+    """Raise OSError unless ``path`` is a regular file: opening a named pipe blocks until a
+    writer comes, and a socket or device is never an image."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{str(path)!r} is not a regular file (a pipe, socket, device or folder)")
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:
@@ -115,11 +126,13 @@ def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
 
 
 def safe_decode(path: Path, size: int, channels: int) -> tuple[np.ndarray | None, str]:
-    """``decode_image`` that turns any failure into a reason string instead of raising."""
+    """``decode_image`` that turns any failure into a reason string instead of raising (shown
+    as :func:`~selfsight.files.display_name` shows text: a file name in it may not be UTF-8)."""
     try:
         return decode_image(path, size, channels), ""
     except Exception as exc:  # a bad file must never end the load, whatever PIL raised
-        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None, display_name(f"{type(exc).__name__}: {exc}" if str(exc)
+                                  else type(exc).__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +142,7 @@ def safe_decode(path: Path, size: int, channels: int) -> tuple[np.ndarray | None
 def _is_gray_like(path: Path) -> bool | None:
     """True/False from the file's mode; None when the file cannot even be opened."""
     try:
+        _require_regular_file(path)
         with Image.open(path) as img:
             if img.mode in _GRAY_MODES:
                 return True

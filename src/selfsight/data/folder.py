@@ -8,7 +8,11 @@ CSV), and serves them from the decoded-array cache (:mod:`.folder_cache`), which
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +22,19 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from selfsight.errors import MissingInput, UserError
+from selfsight.file_names import display_name, native_name, portable_name
 from selfsight.files import write_text
 from selfsight.run_folder import RunFolder
 
 from .decode import auto_channels, decode_image, open_image
-from .folder_cache import cache_paths, default_cache_dir, load_cache, write_cache
+from .folder_cache import (
+    cache_paths,
+    default_cache_dir,
+    load_cache,
+    write_cache,
+)
 from .imageset import ImageSet
+from .scan import IMAGE_EXTENSIONS, NOT_REGULAR, Skipped, scan_entries, scan_folder
 
 # decode_image and open_image are re-exported: callers have always imported them from here.
 __all__ = [
@@ -33,39 +44,10 @@ __all__ = [
     "load_folder",
     "open_image",
     "read_resized",
+    "scan_entries",
     "scan_folder",
     "write_skipped_report",
 ]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-# --------------------------------------------------------------------------------------------
-# Scanning
-
-
-def scan_folder(root: str | Path) -> list[Path]:
-    """All image files under ``root`` (recursive, case-insensitive extensions), sorted.
-
-    Hidden files and folders (names starting with ``.``) are ignored: they hold caches,
-    ``.ipynb_checkpoints`` copies and macOS ``._`` resource forks, never wanted images.
-    """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise MissingInput(f"image folder {root} not found (or not a directory)")
-    found = [
-        path
-        for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
-    ]
-    if not found:
-        raise UserError(
-            f"no images found in {root}; accepted extensions: {', '.join(IMAGE_EXTENSIONS)}"
-        )
-    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
-
 
 # --------------------------------------------------------------------------------------------
 # Labels
@@ -83,35 +65,96 @@ def _subfolder_classes(relative: Sequence[str]) -> tuple[np.ndarray | None, list
     return np.array([index[p[0]] for p in parts], dtype=np.int64), classes
 
 
-def _read_label_csv(csv_path: Path, root: Path) -> dict[str, str]:
-    """``file,label`` rows (file relative to root) -> {posix relative path: label}.
+def _read_label_csv(csv_path: Path, root: Path) -> tuple[dict[str, str], Skipped]:
+    """``file,label`` rows (file relative to root) -> ({posix relative path: label}, skipped).
 
-    The first row is a header when its first cell neither exists under root nor has an image
-    extension, so ``file,label`` headers are skipped but a missing ``x.jpg`` is still an error.
+    The CSV must be UTF-8; a file name that is not UTF-8 is written with ``\\xHH`` escapes
+    (:func:`selfsight.files.portable_name`, as selfsight's own CSVs write it). A file must lie
+    inside ``root`` (an absolute path is fine when it does). The first row is a header when
+    its first cell neither exists under root nor has an image extension, so ``file,label``
+    headers are skipped but a missing ``x.jpg`` is still an error. A listed entry that is not
+    a file (a folder, a FIFO, a broken symlink) is skipped and listed with the reason.
     """
     if not csv_path.is_file():
         raise MissingInput(f"labels CSV {csv_path} not found")
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"labels CSV {csv_path} is not UTF-8 text: byte 0x{raw[error.start]:02x} on line "
+            f"{line} ({error.reason}); save it as UTF-8 (a file name that is not UTF-8 is "
+            "written with \\xHH escapes, as selfsight writes it)") from None
     table: dict[str, str] = {}
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not any(cells):
-                continue
-            if len(cells) < 2 or not cells[0] or not cells[1]:
-                raise UserError(f"{csv_path} row {number}: expected 'file,label', got {row}")
-            rel = Path(cells[0]).as_posix()
-            if not (root / rel).is_file():
-                if number == 1 and Path(rel).suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue  # header row
-                raise MissingInput(
-                    f"{csv_path} row {number}: file {cells[0]!r} not found under {root}"
-                )
-            if rel in table:
-                raise UserError(f"{csv_path} row {number}: {cells[0]!r} is listed twice")
+    skipped: Skipped = []
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells):
+            continue
+        if len(cells) < 2 or not cells[0] or not cells[1]:
+            raise UserError(f"{csv_path} row {number}: expected 'file,label', got {row}")
+        rel, exists = _listed_file(cells[0], root)
+        if not exists and number == 1 and Path(cells[0]).suffix.lower() not in IMAGE_EXTENSIONS:
+            continue  # header row
+        if rel is None:
+            raise UserError(f"{csv_path} row {number}: file {cells[0]!r} is outside the "
+                            f"image folder {root}")
+        if not exists:
+            raise MissingInput(
+                f"{csv_path} row {number}: file {cells[0]!r} not found under {root}"
+            )
+        if rel in table or any(rel == file for file, _ in skipped):
+            raise UserError(f"{csv_path} row {number}: {cells[0]!r} is listed twice")
+        reason = _not_a_file(root / rel)
+        if reason:
+            skipped.append((rel, reason))
+        else:
             table[rel] = cells[1]
     if not table:
+        if skipped:
+            raise UserError(f"labels CSV {csv_path} lists no readable files: "
+                            f"{skipped[0][0]}: {skipped[0][1]}")
         raise UserError(f"labels CSV {csv_path} lists no files")
-    return table
+    return table, sorted(skipped)
+
+
+def _listed_file(cell: str, root: Path) -> tuple[str | None, bool]:
+    """(posix path relative to ``root`` or None when outside it, whether it exists) of a CSV
+    cell: the name as :func:`~selfsight.files.native_name` reads it, or literally."""
+    bases = list(dict.fromkeys((os.path.abspath(root), os.path.realpath(root))))
+    first: tuple[str | None, bool] | None = None
+    for name in dict.fromkeys((native_name(cell), cell)):
+        rel = None
+        for base in bases:
+            inside = os.path.relpath(os.path.normpath(os.path.join(base, name)), base)
+            if inside != os.curdir and inside != os.pardir and \
+                    not inside.startswith(os.pardir + os.sep):
+                rel = Path(inside).as_posix()
+                break
+        found = (rel, rel is not None and os.path.lexists(root / rel))
+        if found[1]:
+            return found
+        first = first or found
+    return first
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` is not a regular file that can be decoded; "" when it is one."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symlink: its target does not exist"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop: the link never reaches a file"
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    for test, what in NOT_REGULAR:
+        if test(mode):
+            return f"not a regular file: {what}, never opened"
+    return "" if stat.S_ISREG(mode) else "not a regular file"
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,14 +201,14 @@ def load_folder(
         raise UserError(f"size must be a positive number of pixels, got {size}")
     if channels not in (None, 1, 3):
         raise UserError(f"channels must be None, 1 or 3, got {channels}")
-    table = _read_label_csv(Path(labels).expanduser(), root) if labels is not None else None
-    if table is not None:
+    if labels is not None:
+        table, passed_over = _read_label_csv(Path(labels).expanduser(), root)
         relative = sorted(table)
     else:
-        relative = [path.relative_to(root).as_posix() for path in scan_folder(root)]
+        scan = scan_entries(root)
+        table, relative, passed_over = None, scan.files, scan.skipped
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(root)
-    cache.mkdir(parents=True, exist_ok=True)
     array_path, index_path = cache_paths(cache, root, relative, size, channels)
 
     loaded = load_cache(array_path, index_path, size)
@@ -180,11 +223,12 @@ def load_folder(
         if loaded is None:  # only if something outside this process broke the fresh cache
             raise OSError(f"decode cache {array_path} could not be read back")
     images, index = loaded
-    return _build_imageset(root, images, index, table)
+    return _build_imageset(root, images, index, table, passed_over)
 
 
 def _build_imageset(
-    root: Path, images: np.ndarray, index: dict, table: dict[str, str] | None
+    root: Path, images: np.ndarray, index: dict, table: dict[str, str] | None,
+    passed_over: Skipped,
 ) -> ImageSet:
     kept: list[str] = index["files"]
     if table is not None:
@@ -198,18 +242,22 @@ def _build_imageset(
         labels=labels,
         files=[str(root / rel) for rel in kept],
         classes=classes,
-        skipped=[(str(root / file), reason) for file, reason in index["skipped"]],
+        # Entries the scan (or the CSV) passed over, then files that failed to decode.
+        skipped=[(str(root / file), reason)
+                 for file, reason in sorted([*passed_over, *map(tuple, index["skipped"])])],
         name=root.resolve().name or str(root),
     )
 
 
 def write_skipped_report(imageset: ImageSet, run_dir: Path) -> Path | None:
-    """Write ``run_dir/skipped_files.json`` listing skipped inputs; None when nothing was."""
+    """Write ``run_dir/skipped_files.json`` listing skipped inputs; None when nothing was.
+    File names follow :func:`selfsight.files.portable_name`."""
     if not imageset.skipped:
         return None
     report = {
         "count": len(imageset.skipped),
-        "files": [{"file": file, "reason": reason} for file, reason in imageset.skipped],
+        "files": [{"file": portable_name(file), "reason": reason}
+                  for file, reason in imageset.skipped],
     }
     return write_text(RunFolder(run_dir).skipped_files, json.dumps(report, indent=2) + "\n")
 
@@ -221,22 +269,24 @@ class ResizedFolder:
     images: np.ndarray  # (N, S, S, C) uint8 at the working size
     files: list[str]  # relative to the folder
     sizes: list[tuple[int, int]]  # each file's own (H, W)
-    skipped: list[dict[str, str]]  # {"file", "error"} for files that could not be read
+    skipped: list[dict[str, str]]  # {"file", "error"}: entries passed over or unreadable
 
 
 def read_resized(root: str | Path, size: int, channels: int, progress: bool = True
                  ) -> ResizedFolder:
     """Every readable image under ``root`` resized (not cropped, unlike :func:`load_folder`) to
     ``size`` x ``size``, with its own size, so masks drawn on it map back onto the whole file;
-    an unreadable file is skipped and listed with its error."""
+    an unreadable file, and every entry the scan passed over, is listed with its error."""
     root = Path(root)
-    images, files, sizes, skipped = [], [], [], []
-    for path in tqdm(scan_folder(root), desc="read images", unit="img", disable=not progress):
-        rel = path.relative_to(root).as_posix()
+    scan = scan_entries(root)
+    images, files, sizes = [], [], []
+    skipped = [{"file": rel, "error": reason} for rel, reason in scan.skipped]
+    for rel in tqdm(scan.files, desc="read images", unit="img", disable=not progress):
         try:
-            img = open_image(path, channels)
+            img = open_image(root / rel, channels)
         except Exception as error:  # PIL raises many kinds; the file is skipped, not the run
-            skipped.append({"file": rel, "error": f"{type(error).__name__}: {error}"})
+            skipped.append({"file": rel,
+                            "error": display_name(f"{type(error).__name__}: {error}")})
             continue
         sizes.append((img.height, img.width))
         array = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
@@ -244,4 +294,5 @@ def read_resized(root: str | Path, size: int, channels: int, progress: bool = Tr
         files.append(rel)
     if not images:
         raise UserError(f"none of the images in {root} could be read: {skipped[:3]} ...")
+    skipped.sort(key=lambda entry: entry["file"])
     return ResizedFolder(np.stack(images), files, sizes, skipped)

@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from tqdm import tqdm
 
+import selfsight.files as files
 from selfsight.errors import UserError
 
 from .decode import safe_decode
@@ -28,6 +30,7 @@ CACHE_DIRNAME = ".selfsight-cache"
 # Bump when decoding changes, so caches written by older code are never trusted.
 _CACHE_VERSION = 1
 _DECODE_CHUNK = 256  # files handed to the thread pool at a time, bounding queued results
+_INDEX_ROOM = 1 << 20  # bytes kept free beyond the array: the .npy header and the index
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -127,43 +130,65 @@ def write_cache(
     request: str,
     progress: bool,
 ) -> None:
-    """Decode everything into temp files, then ``os.replace`` them into place.
+    """Decode everything into a temporary array, ``os.replace`` it into place, then write the
+    index (atomically too).
 
     The array goes first and the index last; an array without its index is never trusted, so
-    a decode killed at any point leaves nothing that a later load would believe. Raises
-    ValueError naming the folder when not one file could be decoded.
+    a decode killed at any point leaves nothing that a later load would believe, and the next
+    write removes the killed one's temporary (``files.remove_stale_temporaries``: its writer's
+    lock is gone). A full disk is one line naming the cache folder, before anything is written
+    when the free space is visibly short, never a SIGBUS (see ``_create_array``); any failure
+    removes the temporary. Raises ValueError naming the folder when not one file could be
+    decoded.
     """
-    tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp_array = array_path.with_name(array_path.name + tag)
-    tmp_index = index_path.with_name(index_path.name + tag)
+    shape = (len(relative), size, size, channels)
+    needed = int(np.prod(shape)) + _INDEX_ROOM + 200 * len(relative)  # array, header, index
+    tmp_array = array_path.with_name(f".{array_path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        out = np.lib.format.open_memmap(
-            tmp_array, mode="w+", dtype=np.uint8, shape=(len(relative), size, size, channels)
-        )
-        kept, skipped = _decode_all(root, relative, size, channels, out, progress)
-        out.flush()
-        del out  # unmap before the rename
-        if not kept:
-            details = "; ".join(f"{file}: {reason}" for file, reason in skipped[:5])
-            raise UserError(
-                f"no readable images in {root}: all {len(relative)} failed to decode ({details})"
-            )
-        index = {
-            "version": _CACHE_VERSION,
-            "root": str(root.resolve()),
-            "size": size,
-            "channels": channels,
-            "request": request,
-            "files": kept,
-            "skipped": skipped,
-        }
-        tmp_index.write_text(json.dumps(index))
-        os.replace(tmp_array, array_path)
-        os.replace(tmp_index, index_path)
-    finally:
-        for leftover in (tmp_array, tmp_index):
-            leftover.unlink(missing_ok=True)
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        files.remove_stale_temporaries(array_path.parent, "*.tmp")  # older names had no dot
+        files.check_free_space(array_path.parent, needed,
+                               f"the decoded-image cache of {root} ({shape[0]} images)")
+        with files.locked_temporary(tmp_array) as handle:
+            out = _create_array(tmp_array, handle, shape)
+            kept, skipped = _decode_all(root, relative, size, channels, out, progress)
+            out.flush()
+            del out  # unmap before the rename
+            if not kept:
+                details = "; ".join(f"{file}: {reason}" for file, reason in skipped[:5])
+                raise UserError(f"no readable images in {root}: all {len(relative)} failed "
+                                f"to decode ({details})")
+            os.replace(tmp_array, array_path)
+    except OSError as error:
+        translated = files.disk_error(error, array_path, needed)
+        if translated is None:
+            raise
+        raise translated from error
+    index = {
+        "version": _CACHE_VERSION,
+        "root": str(root.resolve()),
+        "size": size,
+        "channels": channels,
+        "request": request,
+        "files": kept,
+        "skipped": skipped,
+    }
+    files.write_text(index_path, json.dumps(index))
     _prune_stale(index_path, index)
+
+
+def _create_array(path: Path, handle: IO[bytes], shape: tuple[int, ...]) -> np.memmap:
+    """A writable uint8 ``.npy`` memmap of ``shape`` at ``path`` (open as ``handle``), with
+    every block of it allocated on the disk before a byte is stored.
+
+    numpy makes the file sparse; a store through the map into a hole needs a new block, and
+    when the disk is full the kernel can only refuse it with SIGBUS: the process dies with exit
+    135 and no message. ``files.reserve_space`` allocates the blocks now instead, so a full
+    disk is an OSError ENOSPC here (made one line by the caller), not a crash mid-decode. Where
+    the file system cannot preallocate, the caller's ``check_free_space`` is the guard."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    files.reserve_space(handle, path.stat().st_size)
+    return out
 
 
 def _prune_stale(index_path: Path, index: dict) -> None:

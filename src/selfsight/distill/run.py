@@ -58,6 +58,7 @@ def distill(
     options: dict[str, Any] | None = None,
     view_options: dict[str, Any] | None = None,
     resume: bool = False,
+    allow_changed_data: bool = False,
     **train_options: Any,
 ) -> Path:
     """Distil ``run``'s frozen backbone into ``student`` (any timm name or selfsight alias) on
@@ -67,7 +68,7 @@ def distill(
     ``data`` defaults to the teacher's training data. ``options`` override DistillConfig (loss,
     grid_weight, lr, ...), ``student_options`` the student's BackboneConfig or timm kwargs,
     ``view_options`` the view, ``train_options`` any TrainConfig field (time_budget, max_steps,
-    precision, devices, ...)."""
+    precision, devices, ...). ``resume`` refuses changed data unless ``allow_changed_data``."""
     run = Path(run)
     teacher = load_backbone(run)
     distill_cfg = config_from_dict(DistillConfig, options or {}, "distill options")  # fail early
@@ -80,11 +81,12 @@ def distill(
                          channels=student_cfg.in_chans,
                          progress=train_cfg.progress)
     views = Distiller.default_views(student_cfg.image_size).with_options(view_options)
-    student_run, model = start_run(
-        out, f"distill-{student}", data, images, train_cfg, precision,
-        lambda: Distiller(teacher, backbone=student_cfg, config=distill_cfg, views=views,
-                          batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                          time_budget=train_cfg.time_budget),
-        resume, teacher=str(run), teacher_backbone=asdict(teacher.config))
-    fit_and_save(model, images, train_cfg, student_run.root, resume=resume)
+    with start_run(
+            out, f"distill-{student}", data, images, train_cfg, precision,
+            lambda: Distiller(teacher, backbone=student_cfg, config=distill_cfg, views=views,
+                              batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                              time_budget=train_cfg.time_budget),
+            resume, allow_changed_data=allow_changed_data, teacher=str(run),
+            teacher_backbone=asdict(teacher.config)) as (student_run, model):  # RUN/.lock held
+        fit_and_save(model, images, train_cfg, student_run.root, resume=resume)
     return student_run.root

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from selfsight.backbones import Backbone
-from selfsight.device import autocast
+from selfsight.device import autocast, current_precision
+from selfsight.errors import UserError
 
 
 def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None) -> torch.Tensor:
@@ -34,18 +35,35 @@ def extract_features(
     normalize: bool = True,
     progress: bool = True,
 ) -> torch.Tensor:
-    """(N, H, W, C) uint8 -> (N, D) float32 features on the CPU."""
+    """(N, H, W, C) uint8 -> (N, D) float32 features on the CPU. A NaN or inf in them is a
+    UserError: every score computed from them (kNN, probes, clusters, an embedding file) would
+    be meaningless without a word."""
     device = torch.device(device or next(backbone.parameters()).device)
     was_training = backbone.training
     backbone.eval().to(device)
     chunks = []
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):
-        batch = torch.from_numpy(np.array(images[start:start + batch_size]))  # writable copy
-        x = preprocess(batch.permute(0, 3, 1, 2).to(device), backbone)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            feats = backbone(x).float()  # (B, D)
-        chunks.append(F.normalize(feats, dim=1) if normalize else feats)
-    backbone.train(was_training)
+    try:
+        for start in tqdm(starts, desc="features", disable=not progress, unit="batch"):
+            batch = torch.from_numpy(np.array(images[start:start + batch_size]))  # writable copy
+            x = preprocess(batch.permute(0, 3, 1, 2).to(device), backbone)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                feats = backbone(x).float()  # (B, D)
+            if not torch.isfinite(feats).all():
+                raise non_finite_features(backbone, device, start, start + len(batch) - 1)
+            chunks.append(F.normalize(feats, dim=1) if normalize else feats)
+    finally:
+        backbone.train(was_training)
     return torch.cat(chunks).cpu()
+
+
+def non_finite_features(backbone: Backbone, device: torch.device, first: int,
+                        last: int) -> UserError:
+    precision = current_precision(device).name
+    # Below 32 bits, activations overflow sooner; in 32 bits it takes huge weights (a diverged
+    # run; NaN weights are refused when a backbone is loaded).
+    advice = "; try --precision 32-true" if precision != "32-true" else ""
+    return UserError(f"the {backbone.config.name} backbone gives non-finite features (NaN/inf) "
+                     f"for images {first} to {last} at {precision} precision: its activations "
+                     f"overflow{advice}")

@@ -13,9 +13,12 @@ from selfsight.data import load_every_image
 from selfsight.device import current_precision, runs_at_precision
 from selfsight.errors import UserError
 from selfsight.eval.extract import extract_features
+from selfsight.file_names import portable_name
+from selfsight.files import check_free_space, write_atomic
 from selfsight.results import FilesSummary
 
 FORMATS = (".npy", ".parquet")
+_ROOM = 1 << 20  # bytes beyond the array's: the header, the file names of a parquet
 
 
 def _require_pyarrow(path: Path) -> Any:
@@ -31,7 +34,8 @@ def _require_pyarrow(path: Path) -> Any:
 def _write_parquet(path: Path, names: list[str], features: np.ndarray) -> None:
     pa = _require_pyarrow(path)
     column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])
-    pa.parquet.write_table(pa.table({"file": names, "embedding": column}), str(path))
+    table = pa.table({"file": names, "embedding": column})
+    write_atomic(path, lambda f: pa.parquet.write_table(table, f), features.nbytes)
 
 
 @runs_at_precision
@@ -46,29 +50,34 @@ def embed(
     """Embed every readable image of ``images`` (a folder, 'fashion-mnist', an array) with the
     run's backbone and write ``out``: ``.npy`` (N, D) float32 rows, or ``.parquet`` with columns
     ``file`` and ``embedding`` (needs pyarrow). ``OUT.json`` beside it lists the file names in row
-    order and every skipped (unreadable) file with its reason. Returns that summary."""
+    order and every skipped (unreadable) file with its reason. Returns that summary. File names
+    (the JSON's and the parquet ``file`` column) are written as
+    :func:`selfsight.files.portable_name` writes them."""
     out = Path(out)
     if out.suffix not in FORMATS:
         raise UserError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")
     backbone = load_backbone(run)
     cfg = backbone.config
     data = load_every_image(images, cfg.image_size, cfg.in_chans, progress)
-    names = data.row_names()
+    names = [portable_name(name) for name in data.row_names()]
     if out.suffix == ".parquet":
         _require_pyarrow(out)  # fail before the slow part
+    check_free_space(out.parent, len(names) * backbone.dim * 4 + _ROOM,
+                     f"the embeddings {out.name} ({len(names)} x {backbone.dim} float32)")
     features = extract_features(backbone, data.images, batch_size=batch_size, device=device,
                                 normalize=True, progress=progress).numpy().astype(np.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, features)
+    if out.suffix == ".npy":  # atomic: a full disk or a kill leaves no truncated file
+        write_atomic(out, lambda f: np.save(f, features), features.nbytes)
     else:
         _write_parquet(out, names, features)
     source = str(images) if isinstance(images, (str, Path)) else data.name
-    summary = {"run": str(run), "images": source, "out": str(out), "count": len(names),
+    summary = {"run": portable_name(str(run)), "images": portable_name(source),
+               "out": portable_name(out), "count": len(names),
                "dim": int(features.shape[1]), "dtype": "float32", "l2_normalised": True,
                "precision": current_precision(device).name,
                "skipped_count": len(data.skipped),
-               "skipped": [{"file": f, "reason": r} for f, r in data.skipped], "files": names}
+               "skipped": [{"file": portable_name(f), "reason": r} for f, r in data.skipped],
+               "files": names}
     typed = FilesSummary.from_json(summary)
     typed.save(f"{out}.json")
     typed.files = None  # in the file; a caller has them in its own order already

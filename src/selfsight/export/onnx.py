@@ -18,6 +18,7 @@ selfsight does not depend on); the TorchScript one is used unless asked otherwis
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import selfsight.files as files
 from selfsight.artifacts import CLASSIFIER
 from selfsight.backbones import Backbone, load_backbone
 from selfsight.classify import load_classifier
@@ -110,26 +112,46 @@ def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | 
     return np.asarray(found.images[np.sort(index)]), f"{len(index)} of {where}"
 
 
-def _export(model: DeployModel, example: torch.Tensor, path: Path, opset: int,
-            dynamo: bool) -> None:
+def _export(model: DeployModel, example: torch.Tensor, model_path: Path, opset: int,
+            dynamo: bool) -> bytes:
+    """The exported model, as bytes: nothing is written at ``model_path`` yet (it is written
+    once, atomically, after labelling). The TorchScript exporter writes into memory; the
+    dynamo one needs a path, so it writes a temporary beside ``model_path`` (and maybe its
+    ``.data`` file), read back inlined and removed."""
+    import onnx
+
     output = OUTPUT if model.head is None else PROBABILITIES
-    with warnings.catch_warnings():  # the deprecation notice and timm's tracer warnings
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(model, (example,), str(path), input_names=[INPUT],
-                          output_names=[output], opset_version=opset, dynamo=dynamo,
-                          dynamic_axes={INPUT: {0: "batch"}, output: {0: "batch"}})
+    scratch = files.temporary_path(model_path.with_name(f"{model_path.name}.export"))
+    target: Any = scratch if dynamo else io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # the deprecation notice and timm's tracer warnings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(model, (example,), str(target) if dynamo else target,
+                              input_names=[INPUT], output_names=[output], opset_version=opset,
+                              dynamo=dynamo,
+                              dynamic_axes={INPUT: {0: "batch"}, output: {0: "batch"}})
+        return onnx.load(str(scratch)).SerializeToString() if dynamo else target.getvalue()
+    except OSError as error:
+        translated = files.disk_error(error, model_path)
+        if translated is None:
+            raise
+        raise translated from error
+    finally:
+        if dynamo:
+            for leftover in (scratch, scratch.with_name(scratch.name + ".data")):
+                leftover.unlink(missing_ok=True)
 
 
-def _label(model_path: Path, meta: dict[str, Any]) -> None:
+def _label(model: bytes, meta: dict[str, Any]) -> bytes:
     """Check the graph and record how to feed it in the model's own metadata."""
     import onnx
 
-    proto = onnx.load(str(model_path))
+    proto = onnx.load_model_from_string(model)
     onnx.checker.check_model(proto)
     onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in meta.items()})
-    onnx.save(proto, str(model_path))
+    return proto.SerializeToString()
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -221,10 +243,10 @@ def export_onnx(
     size = pixels.shape[1]
     model = DeployModel(backbone, size, preprocessing, head).eval()
     out_dir = Path(out) if out is not None else RunFolder(run).export_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out_dir)
     model_path = out_dir / "model.onnx"
     example = _torch_input(model, pixels[:2])
-    _export(model, example, model_path, opset, dynamo)
+    exported = _export(model, example, model_path, opset, dynamo)
     spec = {
         "input": {"name": INPUT, "dtype": "uint8", "layout": "NHWC",
                   "shape": ["batch", size, size, cfg.in_chans]} if preprocessing else
@@ -242,7 +264,8 @@ def export_onnx(
     if cfg.standardize:
         spec["preprocessing"] += "; then, inside the graph, each image to zero mean and unit " \
                                  "variance (the backbone's standardize option)"
-    _label(model_path, {"selfsight_run": str(run), **spec})
+    labelled = _label(exported, {"selfsight_run": str(run), **spec})
+    files.write_atomic(model_path, lambda f: f.write(labelled), len(labelled))
     result: dict[str, Any] = {
         "run": str(run), "model": str(model_path), "backbone": cfg.name, "opset": opset,
         "exporter": "dynamo" if dynamo else "torchscript", **spec,

@@ -45,6 +45,52 @@ class MethodConfig:
     ema_momentum: float = 0.99  # start of the cosine schedule towards 1.0 (BYOL)
     ema_momentum_end: float = 1.0
 
+    def __post_init__(self) -> None:  # a subclass with its own calls super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks by field name, so every method's Config (and a new one's) gets them:
+        learning rates, temperatures and LARS eta > 0; weight decays, loss weights and
+        final_lr_ratio >= 0; momentum in [0, 1), EMA and centre momenta, warm-up fractions in
+        [0, 1]; betas and mask_ratio in [0, 1); dimensions, depths, heads, layers and sizes
+        whole numbers >= 1. One line naming the option on the first value out of range."""
+        for name, value in asdict(self).items():
+            rule = _config_rule(name)
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            for v in values:
+                if rule is None or v is None or isinstance(v, (bool, str)):
+                    continue
+                check, what = rule
+                whole = what.startswith("a whole")
+                if not isinstance(v, (int, float)) or (whole and not isinstance(v, int)) \
+                        or not check(v):
+                    raise UserError(f"method option {name} must be {what}, got {value!r} "
+                                    f"(--set {name}=...)")
+
+
+_POSITIVE = (lambda v: 0 < v < float("inf"), "> 0")
+_NON_NEGATIVE = (lambda v: 0 <= v < float("inf"), ">= 0")
+_UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
+_BELOW_ONE = (lambda v: 0 <= v < 1, "in [0, 1)")
+_COUNT = (lambda v: v >= 1, "a whole number >= 1")
+
+
+def _config_rule(name: str) -> tuple[Any, str] | None:
+    """The range a method option must lie in, by its name; None: not checked here."""
+    if name in ("lr", "lars_eta") or name.endswith(("_lr", "temperature", "temperatures",
+                                                     "_temp")):
+        return _POSITIVE
+    if name in ("momentum", "betas", "mask_ratio"):
+        return _BELOW_ONE
+    if name.endswith(("momentum", "momentum_end")) or name in ("warmup", "teacher_temp_warmup"):
+        return _UNIT
+    if name.startswith("weight_decay") or name.endswith(("_weight", "weights", "_ratio")) \
+            or name in ("lambd", "invariance", "variance", "covariance", "freeze_last_layer"):
+        return _NON_NEGATIVE
+    if name.endswith(("_dim", "_depth", "_heads", "_layers", "_size")):
+        return _COUNT
+    return None
+
 
 class Method(L.LightningModule):
     """Base class: subclasses set ``name``, ``description``, ``Config`` and implement
@@ -151,9 +197,9 @@ class Method(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         views = self.make_views(batch["image"])
         loss, logs = self.compute_loss(views)
-        if not torch.isfinite(loss):
+        if not torch.isfinite(loss):  # train.fit names the last good checkpoint and the remedy
             raise FloatingPointError(f"{self.name}: non-finite loss {loss.item()} at step "
-                                     f"{self.global_step}; lower the learning rate?")
+                                     f"{self.global_step}")
         self.record_sample_losses(batch)
         self.log("loss", loss.detach(), prog_bar=True)
         for key, value in logs.items():

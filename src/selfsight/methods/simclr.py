@@ -34,6 +34,7 @@ class SimCLRConfig(MethodConfig):
     rotation_weight: float = 0.0
 
     def __post_init__(self) -> None:  # checked when options are parsed, before any data loads
+        super().__post_init__()
         if self.rotation_weight < 0:
             raise UserError(f"simclr: rotation_weight must be >= 0, got {self.rotation_weight}")
 

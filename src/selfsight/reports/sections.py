@@ -266,7 +266,7 @@ def _eval_images(run: Path, result: dict[str, Any]) -> Any:
 
     try:
         cfg = load_backbone(run).config
-        return load_eval_sets(result["data"], cfg.image_size, cfg.in_chans)
+        return load_eval_sets(result["data"], cfg.image_size, cfg.in_chans, progress=False)
     except (ValueError, FileNotFoundError, KeyError) as err:
         return err
 

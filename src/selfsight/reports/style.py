@@ -15,6 +15,8 @@ from typing import Any
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
+from selfsight.files import write_atomic
+
 HALF, WIDE = 6.0, 12.0  # inches: figures are drawn at the size a half or full-width card shows
 ACCENT = "#2563eb"  # this backbone
 TEAL = "#0d9488"
@@ -65,7 +67,7 @@ def png_bytes(fig: Figure) -> bytes:
 def save_png(fig: Figure, path: str | Path) -> bytes:
     """Write ``fig`` to ``path`` as PNG and return the bytes (for embedding)."""
     data = png_bytes(fig)
-    Path(path).write_bytes(data)
+    write_atomic(path, lambda f: f.write(data))
     return data
 
 

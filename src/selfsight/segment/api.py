@@ -22,7 +22,8 @@ from selfsight.backbones import load_backbone
 from selfsight.data.folder import read_resized
 from selfsight.device import current_precision, runs_at_precision
 from selfsight.errors import MissingInput, UserError
-from selfsight.files import write_text
+from selfsight.file_names import portable_name
+from selfsight.files import write_atomic, write_text
 from selfsight.results import SegmentResult
 from selfsight.run_folder import RunFolder
 from selfsight.segment.coco_eval import encode
@@ -104,7 +105,7 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
     results, pictures = [], []
     for index, (file, own_size, (m, s)) in enumerate(zip(folder.files, folder.sizes, found)):
         resized = _resize_masks(m, own_size)
-        results.append({"file": file, "height": own_size[0], "width": own_size[1],
+        results.append({"file": portable_name(file), "height": own_size[0], "width": own_size[1],
                         "instances": _instances(resized, s)})
         if overlays is None and index >= EXAMPLES:
             continue
@@ -112,13 +113,13 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
         if index < EXAMPLES:
             pictures.append(picture)
         if overlays is not None:
-            target = Path(overlays) / f"{Path(file).with_suffix('')}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture).save(target)
+            target = Path(overlays) / f"{Path(portable_name(file)).with_suffix('')}.png"
+            write_atomic(target, lambda f, p=picture: Image.fromarray(p).save(f, "PNG"))
     summary = SegmentResult(run=str(run), images=str(images), method=method, working_size=size,
                             precision=current_precision(device).name,
                             pseudo_masks=asdict(masks), segmenter_history=history,
-                            skipped=folder.skipped, results=results)
+                            skipped=[{**entry, "file": portable_name(entry["file"])}
+                                     for entry in folder.skipped], results=results)
     write_text(out, json.dumps(summary.to_json()))  # one line: masks files grow large
     # For `selfsight report`: this segmentation's counts and a row of examples.
     run.segment_dir.mkdir(exist_ok=True)

@@ -9,6 +9,8 @@ from matplotlib import colormaps
 from PIL import Image
 from scipy import ndimage
 
+from selfsight.files import write_atomic
+
 
 def draw_instances(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """(H, W[, C]) uint8 image and (K, H, W) bool masks -> (H, W, 3) uint8 picture."""
@@ -28,7 +30,6 @@ def save_panel(path: str | Path, columns: list[list[np.ndarray]], scale: int = 2
     """Save rows of same-sized pictures side by side (one row per image, one column per view:
     e.g. ground truth, pseudo-masks, segmenter), each enlarged ``scale`` times, 2-px gaps."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     h, w = columns[0][0].shape[:2]
     gap = 2
     rows, cols = len(columns[0]), len(columns)
@@ -36,6 +37,7 @@ def save_panel(path: str | Path, columns: list[list[np.ndarray]], scale: int = 2
     for c, column in enumerate(columns):
         for r, picture in enumerate(column):
             sheet[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = picture
-    Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale),
-                                  Image.NEAREST).save(path)
+    panel = Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale),
+                                          Image.NEAREST)
+    write_atomic(path, lambda f: panel.save(f, "PNG"))
     return path

@@ -1,4 +1,6 @@
-"""Callbacks: images/s in the progress bar, metrics.jsonl, a wall-clock budget, online kNN."""
+"""Callbacks: images/s in the progress bar, metrics.jsonl, a wall-clock budget, online kNN,
+checkpoints that only ever hold finite weights, and on ``--resume`` the optimizer settings of
+the current config."""
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from selfsight.artifacts import first_non_finite
 from selfsight.data import ImageSet
+from selfsight.errors import Diverged
 from selfsight.eval.extract import extract_features
 from selfsight.eval.knn import knn_accuracy
+from selfsight.files import append_line
 
 
 class Throughput(L.Callback):
@@ -117,6 +122,9 @@ class StopOnSignal(L.Callback):
     def teardown(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
         self.restore()
 
+    def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
+        self.restore()  # Lightning skips the teardown hooks when the fit raises
+
 
 class MetricsLog(L.Callback):
     """Append one JSON object per ``every`` steps (and per kNN evaluation) to metrics.jsonl."""
@@ -136,8 +144,7 @@ class MetricsLog(L.Callback):
             record[key] = float(value)
         record["images_per_sec"] = round(self.throughput.rate, 2)
         record.update(extra)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))  # whole lines; a full disk: one line
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         step = trainer.global_step
@@ -178,15 +185,57 @@ class KnnMonitor(L.Callback):
             self.evaluate(trainer, pl_module)
 
 
+# What continues a run that went non-finite (the method options --resume may change).
+DIVERGENCE_REMEDY = "a lower --set lr (or a longer --set warmup)"
+
+
 class PeriodicCheckpoint(L.Callback):
     """Overwrite one resumable checkpoint every ``every`` steps, at each epoch end and at the end
-    of training (the strategy's CheckpointIO makes each write atomic)."""
+    of training (the strategy's CheckpointIO makes each write atomic), but only with finite
+    weights: a diverged state would otherwise replace the last good one, and ``--resume`` would
+    start from NaN. ``good_step`` is the step the file at ``path`` already holds, if any."""
 
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, every
+    def __init__(self, path: Path, every: int, good_step: int | None = None) -> None:
+        self.path, self.every, self.good_step = path, every, good_step
+
+    @staticmethod
+    def non_finite(trainer: L.Trainer) -> str | None:
+        """The first parameter or buffer (e.g. a batch-norm running variance) holding a NaN or
+        inf, in this process or another, else None."""
+        module = trainer.lightning_module
+        bad = first_non_finite(dict([*module.named_parameters(), *module.named_buffers()]))
+        # Every process must take the same branch: a lone raise would leave the others waiting
+        # in the checkpoint's barrier.
+        if trainer.strategy.reduce_boolean_decision(bad is not None, all=False):
+            return bad or "another process's weights"
+        return None
 
     def save(self, trainer: L.Trainer) -> None:
+        """Write the checkpoint, or raise :class:`Diverged` if the weights are not finite."""
+        bad = self.non_finite(trainer)
+        if bad is not None:
+            raise self.diverged(f"non-finite weights in {bad} at step {trainer.global_step}")
         trainer.save_checkpoint(self.path, weights_only=False)  # optimizer state too
+        self.good_step = trainer.global_step
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
+        # A checkpoint written before writes were checked may hold a diverged state: continuing
+        # it would only fail at the next write, blaming the step it was resumed from.
+        bad = self.non_finite(trainer) if trainer.ckpt_path is not None else None
+        if bad is not None:
+            raise Diverged(f"{trainer.ckpt_path}: holds non-finite weights (NaN/inf) in {bad}, "
+                           "from a run that diverged, and cannot be continued; start again "
+                           f"in a new --out with {DIVERGENCE_REMEDY}")
+
+    def diverged(self, what: str) -> Diverged:
+        """The one-line error for a run that went non-finite (``what``, naming the step): where
+        the last good state is and how to continue from it."""
+        if self.good_step is None:
+            return Diverged(f"training diverged ({what}) before any checkpoint was written; "
+                            f"start it again with {DIVERGENCE_REMEDY}")
+        return Diverged(f"training diverged ({what}); {self.path} keeps the last good state "
+                        f"(step {self.good_step}): the same command with --resume and "
+                        f"{DIVERGENCE_REMEDY} continues from it")
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.every > 0 and trainer.global_step % self.every == 0:
@@ -194,3 +243,19 @@ class PeriodicCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.save(trainer)
+
+
+class OptimizerSettingsFromConfig(L.Callback):
+    """On ``--resume``, Lightning restores the optimizer's hyperparameters (learning rate, weight
+    decay, momentum, ...) with its state. ``--resume`` may change them, a lower learning rate
+    being the way to continue a run that diverged, so after the restore each parameter group
+    takes the settings a fresh optimizer gets from the current config and keeps only its state
+    (e.g. momentum buffers)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.ckpt_path is None:  # a new run: the optimizer was just made from the config
+            return
+        fresh = pl_module.configure_optimizers()  # a Method returns one optimizer
+        (restored,) = trainer.optimizers
+        for group, settings in zip(restored.param_groups, fresh.param_groups, strict=True):
+            group.update({k: v for k, v in settings.items() if k != "params"})

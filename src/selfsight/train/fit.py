@@ -16,12 +16,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from selfsight.data import ImageSet
 from selfsight.device import Precision, announce_precision, device_for, resolve_precision
-from selfsight.errors import RunFolderTaken, RunInterrupted, UserError
+from selfsight.errors import Diverged, RunFolderTaken, RunInterrupted, UserError
 from selfsight.methods import Method
 from selfsight.run_folder import RunFolder
 from selfsight.train.callbacks import (
     KnnMonitor,
     MetricsLog,
+    OptimizerSettingsFromConfig,
     PeriodicCheckpoint,
     ProgressBar,
     StopOnSignal,
@@ -52,6 +53,44 @@ class TrainConfig:
     knn_every: int = 0  # epochs between online kNN evaluations; 0 = off
     importance: float = 0.0  # fraction of each batch drawn by the images' latest losses
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """One line per misuse, before any data loads (the CLI checks its flags earlier)."""
+        def whole(name: str, low: int, what: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"{name} (--{name.replace('_', '-')}) must be a whole number "
+                                f"{what}, got {value!r}")
+        for name in ("epochs", "batch_size", "num_nodes", "log_every"):
+            whole(name, 1, ">= 1")
+        for name in ("workers", "checkpoint_every", "knn_every"):
+            whole(name, 0, ">= 0 (0: off)" if name != "workers" else ">= 0")
+        if self.max_steps is not None:
+            whole("max_steps", 1, ">= 1 (or None: from the epochs)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < 2**32:
+            raise UserError(f"seed (--seed) must be a whole number in [0, 2**32), "
+                            f"got {self.seed!r}")
+        budget = self.time_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget < float("inf")):
+            raise UserError(f"time_budget (--time-budget) must be a finite number of seconds "
+                            f"> 0, got {budget!r}")
+        if not isinstance(self.importance, (int, float)) or not 0 <= self.importance < 1:
+            raise UserError(f"importance (--importance) must be in [0, 1), got "
+                            f"{self.importance!r}")
+        if self.devices != "auto" and (isinstance(self.devices, bool)
+                                       or not isinstance(self.devices, int) or self.devices < 1):
+            raise UserError(f"devices (--devices) must be a whole number >= 1 or 'auto', got "
+                            f"{self.devices!r}")
+        wants_gpu = self.accelerator in ("gpu", "cuda")
+        if wants_gpu and not torch.cuda.is_available():
+            raise UserError(f"accelerator (--accelerator) {self.accelerator}: no CUDA GPU is "
+                            "visible to PyTorch here; use --accelerator cpu or auto")
+        if (wants_gpu or (self.accelerator == "auto" and torch.cuda.is_available())) \
+                and isinstance(self.devices, int) and self.devices > torch.cuda.device_count():
+            raise UserError(f"devices (--devices) {self.devices}: only "
+                            f"{torch.cuda.device_count()} CUDA GPU(s) visible here")
 
 
 def with_resolved_precision(cfg: TrainConfig) -> tuple[TrainConfig, Precision]:
@@ -113,11 +152,13 @@ def fit(
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     throughput = Throughput(cfg.batch_size)
     run = RunFolder(run_dir)
+    AtomicCheckpointIO.remove_stale_temporaries(run_dir)  # a killed run's, holding space
     metrics = MetricsLog(run.metrics, throughput, cfg.log_every)
     stop = StopOnSignal()
+    checkpoint = PeriodicCheckpoint(run.checkpoint, cfg.checkpoint_every,
+                                    good_step=start_step if ckpt_path else None)
     callbacks: list[L.Callback] = [
-        throughput, metrics, TimeBudget(), stop,
-        PeriodicCheckpoint(run.checkpoint, cfg.checkpoint_every),
+        throughput, metrics, TimeBudget(), stop, checkpoint, OptimizerSettingsFromConfig(),
     ]
     if cfg.progress:
         callbacks.append(ProgressBar(throughput))
@@ -141,8 +182,13 @@ def fit(
             trainer.fit(method, datamodule=data, ckpt_path=ckpt_path)
         except SIGTERMException:  # Lightning's own SIGTERM handler ends the fit after a step
             stop.received = stop.received or signal.SIGTERM
-    # The final state, also when the time budget stopped training mid-epoch.
-    trainer.save_checkpoint(run.checkpoint, weights_only=False)
+        except Diverged:  # found at a checkpoint write, which named the last good one
+            raise
+        except FloatingPointError as error:  # the method's check of each step's loss
+            raise checkpoint.diverged(str(error)) from None
+    # The final state, also when the time budget stopped training mid-epoch; never a
+    # non-finite one, so the backbone fit_and_save writes from it is finite too.
+    checkpoint.save(trainer)
     # The curve ends at the final weights, also when the last epoch was cut short.
     if stop.received is not None:
         interrupted = RunInterrupted(stop.received, f"step {trainer.global_step}; "
@@ -159,7 +205,9 @@ def fit(
 def fit_and_save(method: Method, images: ImageSet, cfg: TrainConfig, run_dir: Path,
                  resume: bool = False, knn_sets: tuple[ImageSet, ImageSet] | None = None) -> None:
     """:func:`fit`, then save the backbone to ``run_dir``; also when a signal stopped training,
-    so the run folder always holds the weights its checkpoint holds."""
+    so the run folder always holds the weights its checkpoint holds. :func:`fit` returns or
+    raises ``RunInterrupted`` only after its final checkpoint found the weights finite; a run
+    that diverged raises ``Diverged`` and leaves any earlier backbone file as it was."""
     try:
         trainer = fit(method, images, cfg, run_dir, resume, knn_sets)
     except RunInterrupted as stopped:
