@@ -158,6 +158,26 @@ def full_disk_at_checkpoint(data: Path, work: Path) -> tuple[str, int, str]:
     return said[:90], result.returncode, "none" if ok else "checkpoint lost or .tmp left"
 
 
+def full_disk_at_the_cache(data: Path, work: Path) -> tuple[str, int, str]:
+    """The images on a real 12 MB tmpfs (7 MB of PNGs), too small for their decoded cache
+    at 128 px (about 24 MB; needs root to mount)."""
+    disk = work / "tmpfs"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        return "skipped: cannot mount a tmpfs here", 0, "not measured"
+    try:
+        shutil.copytree(data / "train", disk / "train")
+        result = run(["pretrain", str(disk / "train"), "--out", str(work / "cache_run"),
+                      "--max-steps", "2", "--image-size", "128", *FAST])
+        said = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        ok = result.returncode == 2 and one_line_error(result.stderr) and \
+            not stale_temporaries(disk)
+        return said[:90], result.returncode, "none" if ok else "crash or .tmp left"
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
 def tampered_artifacts(data: Path, work: Path) -> tuple[str, int, str]:
     base = work / "clean"
     run(pretrain_args(data, base, 5))
@@ -214,6 +234,7 @@ def misuse(data: Path, work: Path) -> tuple[str, int, str]:
 CASES = {"kill -9 at random points, resumed": kills_at_random_points, "SIGTERM": sigterm,
          "diverging learning rate": divergence, "two writers, one folder": two_writers,
          "full disk at a checkpoint": full_disk_at_checkpoint,
+         "full disk at the decode cache": full_disk_at_the_cache,
          "tampered artifacts": tampered_artifacts, "non-UTF-8 file name": odd_file_name,
          "misuse": misuse}
 
