@@ -45,7 +45,8 @@ from selfsight.results import DriftResult, EvalResult, ExploreResult, LabelEffic
 from selfsight.run_folder import RunFolder
 from selfsight.train.defaults import choose_backbone, choose_batch_size
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
-from selfsight.train.run_start import start_run
+from selfsight.train.init_weights import init_method, initial_weights_record
+from selfsight.train.run_start import first_process, start_run
 
 KNN_MONITOR_SIZE = 10_000
 
@@ -83,6 +84,7 @@ def pretrain(
     view_options: dict[str, Any] | None = None,
     resume: bool = False,
     allow_changed_data: bool = False,
+    init: str | Path | None = None,
     **train_options: Any,
 ) -> Path:
     """Pretrain ``backbone`` with ``method`` on unlabeled images; returns the run folder.
@@ -96,6 +98,10 @@ def pretrain(
     ``train_options`` any TrainConfig field (time_budget, devices, precision, knn_every, ...).
     ``resume`` refuses when the data changed since the run started, unless
     ``allow_changed_data``; a second run into the same ``out`` is refused while one trains.
+    ``init``: start from these weights instead of random ones, a timm/torchvision checkpoint
+    (.pth, .pt, .bin, .ckpt, .safetensors) or a selfsight run folder with the same backbone
+    (:mod:`selfsight.train.init_weights`); what loaded is printed and kept in config.yaml under
+    ``init``. A resumed run continues from its checkpoint and keeps that record.
     """
     method_cls = get_method(method)
     config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
@@ -116,12 +122,23 @@ def pretrain(
     method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options",
                                   base=method_cls.default_config(backbone_cfg))
     views = method_cls.default_views(view_size or size).with_options(view_options)
+    # Filled by build() before start_run writes config.yaml from it (see init_weights).
+    init_facts, init_record, init = initial_weights_record(out, resume, init)
+
+    def build() -> Any:
+        model = method_cls(backbone=backbone_cfg, config=method_cfg, views=views,
+                           batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                           time_budget=train_cfg.time_budget)
+        if init is not None:
+            report = init_method(model, init)
+            init_record.update(report.to_json())
+            if first_process():
+                print("\n".join(report.lines()), flush=True)
+        return model
+
     with start_run(
-            out, f"{method}-{backbone}", data, images, train_cfg, precision,
-            lambda: method_cls(backbone=backbone_cfg, config=method_cfg, views=views,
-                               batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                               time_budget=train_cfg.time_budget), resume,
-            allow_changed_data=allow_changed_data) as (run, model):  # RUN/.lock until saved
+            out, f"{method}-{backbone}", data, images, train_cfg, precision, build, resume,
+            allow_changed_data=allow_changed_data, **init_facts) as (run, model):  # RUN/.lock
         knn_sets = _knn_sets(data, images, size, images.channels, train_cfg.seed) \
             if train_cfg.knn_every else None
         fit_and_save(model, images, train_cfg, run.root, resume=resume, knn_sets=knn_sets)

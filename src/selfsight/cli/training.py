@@ -67,6 +67,10 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
                         "(methods that report them: simclr, hierarchical; 0: off)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     p.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_HELP)
+    p.add_argument("--init", default=None, metavar="FILE|RUN",
+                   help="start from these weights: a timm/torchvision checkpoint (.pth, .pt, "
+                        ".bin, .ckpt, .safetensors; classifier head ignored) or a run folder "
+                        "with the same backbone (continual pretraining)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="method option, e.g. --set temperature=0.1 (repeatable)")
     p.add_argument("--backbone-set", action="append", metavar="KEY=VALUE",
@@ -96,7 +100,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         options=key_values(args.set, "--set"),
         backbone_options=key_values(args.backbone_set, "--backbone-set"),
         view_options=key_values(args.view_set, "--view-set"),
-        resume=args.resume, allow_changed_data=args.allow_changed_data,
+        resume=args.resume, allow_changed_data=args.allow_changed_data, init=args.init,
         time_budget=args.time_budget, max_steps=args.max_steps,
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         strategy=args.strategy, precision=args.precision, seed=args.seed,
