@@ -136,7 +136,8 @@ def test_injected_outliers_score_above_inliers(fmnist_small):
     queries = np.concatenate([held[30:], sneakers[:30], damaged])
     y = np.r_[np.zeros(30), np.ones(30)]
     # Random features are weak, but far better than chance (0.5, spread ~0.075 at 30 vs 30).
-    default = AnomalyModel.fit(tiny_backbone(), normal, AnomalyConfig(coreset=0.25),
+    # quantile 0.9: 12 held-out images back it (0.99 would need 100 and set no threshold).
+    default = AnomalyModel.fit(tiny_backbone(), normal, AnomalyConfig(coreset=0.25, quantile=0.9),
                                device="cpu", progress=False)
     scores = default.score(queries, device="cpu", progress=False)
     inliers, other, _ = np.split(scores["image"], [30, 60])
@@ -190,8 +191,10 @@ def test_cli_fit_and_score_a_defect_folder(fmnist_small, tmp_path, capsys):
                                kinds=("hole", "missing"), seed=0)
     run = tmp_path / "run"
     tiny_backbone().save(run)
+    # 10 of the 80 held out: enough for a 0.9-quantile threshold (0.99 would need 100).
     assert main(["anomaly", "fit", str(run), str(root / "train" / "good"), "--set",
-                 "coreset=0.2", "--no-progress"]) == 0
+                 "coreset=0.2", "--set", "quantile=0.9", "--set", "val_fraction=0.125",
+                 "--no-progress"]) == 0
     assert (run / "anomaly" / "anomaly.json").is_file()
     out = tmp_path / "scores"
     assert main(["anomaly", "score", str(run / "anomaly"), str(root / "test"), "--out",

@@ -307,8 +307,8 @@ class AnomalyScores(Record):
     count: int = 0
     flagged: int = 0
     image_score: str = ""
-    threshold: float = 0.0
-    pixel_threshold: float = 0.0
+    threshold: float | None = field(default=None, metadata=KEEP_NONE)
+    pixel_threshold: float | None = field(default=None, metadata=KEEP_NONE)
     threshold_rule: str = ""
     skipped_files: list[str] | None = None
     seconds: float | None = None

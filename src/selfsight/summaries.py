@@ -214,6 +214,9 @@ def _(result: FinetuneResult) -> list[str]:
 
 @summary_lines.register
 def _(result: AnomalyScores) -> list[str]:
+    if result.threshold is None:  # too few held-out normal images: ranked, none flagged
+        return [f"{result.count} images scored and ranked, none flagged: "
+                f"{result.threshold_rule}"]
     return [f"{result.flagged} of {result.count} images flagged anomalous "
             f"(threshold {result.threshold:.4f}: {result.threshold_rule})"]
 

@@ -3,7 +3,9 @@ and ``anomaly_score`` (a model folder + images -> per-file scores, flags and ove
 
 from __future__ import annotations
 
+import heapq
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from selfsight.anomaly.model import AnomalyConfig, AnomalyModel
+from selfsight.anomaly.model import AnomalyConfig, AnomalyModel, resolve_tile
 from selfsight.anomaly.overlay import save_overlay
+from selfsight.anomaly.tiles import AUTO_SHRINK, FullImages, full_images
 from selfsight.backbones import load_backbone
 from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_every_image, load_images
@@ -44,13 +47,49 @@ def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = No
     config = config_from_dict(AnomalyConfig, options, "anomaly options")
     backbone = load_backbone(run)
     size = config.image_size or backbone.config.image_size
-    images = _images(normal_images, size, backbone.config.in_chans, progress)
+    channels = backbone.config.in_chans
+    full = _full_images(normal_images, channels, config)  # headers only until read
+    tile = resolve_tile(config, full.sizes, size) if full is not None else 0
+    if full is not None:
+        _say(_tile_line(config, tile, full, size))
+    images: Any = full if tile else _images(normal_images, size, channels, progress).images
     started = time.perf_counter()
-    model = AnomalyModel.fit(backbone, images.images, config, device=device, progress=progress)
+    model = AnomalyModel.fit(backbone, images, config, device=device, progress=progress)
+    info = model.calibration.info
+    _say(f"memory bank: {info['patch_rows']} patch rows (coreset {config.coreset} of "
+         f"{info['patch_rows_searched']} searched, {info['patch_rows_before_coreset']} in all)")
+    if model.calibration.threshold is None:
+        _say(model.threshold_rule)
     out = Path(out) if out is not None else RunFolder(run).anomaly
     return model.save(out, extra={"run": str(run), "normal_images": _label(normal_images),
                                   "fit_seconds": round(time.perf_counter() - started, 1),
-                                  "precision": current_precision(device).name})
+                                  "precision": current_precision(device).name,
+                                  "threshold_rule": model.threshold_rule})
+
+
+def _full_images(data: Any, channels: int, config: AnomalyConfig) -> FullImages | None:
+    """The normal images at their own size (headers read, pixels not yet) when tiles may be
+    used; None for tile 0 and for sources without own-size images (Fashion-MNIST)."""
+    if config.tile == 0 or (isinstance(data, (str, os.PathLike))
+                            and not Path(data).expanduser().is_dir()):
+        return None
+    return full_images(data, channels, every=False)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _tile_line(config: AnomalyConfig, tile: int, full: FullImages, size: int) -> str:
+    short = sorted(min(s) for s in full.sizes)
+    median = short[len(short) // 2]
+    how = "auto: " if config.tile == "auto" else ""
+    if not tile:
+        return (f"tiles: none ({how}whole images resized to {size} px; median short side "
+                f"{median} px)")
+    return (f"tiles: {tile} px, overlap {config.tile_overlap} ({how}median short side {median} "
+            f"px > {AUTO_SHRINK} x the backbone's {size} px: each tile is resized to {size} px, "
+            f"so a defect shrinks at most {tile / size:g}x)")
 
 
 @runs_at_precision
@@ -62,30 +101,38 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
     MODEL_DIR/scores). Returns the JSON content. File names, in the JSON and in the overlays'
     own names, are written as :func:`selfsight.files.portable_name` writes them."""
     model = AnomalyModel.load(model_dir)
-    # Every image, as embed and predict read them (a pre-split folder: train/ then test/).
-    data = load_every_image(images, model.image_size, model.backbone.config.in_chans, progress)
+    channels = model.backbone.config.in_chans
     started = time.perf_counter()
-    scores = model.score(data.images, device=device, progress=progress)
-    shown, cal = data.row_names(), model.calibration
-    names = [portable_name(name) for name in shown]
     out = Path(out) if out is not None else Path(model_dir) / "scores"
     out.mkdir(parents=True, exist_ok=True)
-    ranked = np.argsort(-scores["image"], kind="stable")[:max(0, overlays)]
-    vmax = max(float(scores["maps"].max()), cal.pixel_threshold)
-    for i in tqdm(ranked, desc="overlays", unit="image", disable=not progress):
+    if model.tile:
+        shown, scores, top, skipped = _score_tiles(model, images, channels, overlays, device,
+                                                   progress)
+    else:
+        # Every image, as embed and predict read them (a pre-split folder: train/ then test/).
+        data = load_every_image(images, model.image_size, channels, progress)
+        scores = model.score(data.images, device=device, progress=progress)
+        shown, skipped = data.row_names(), [f for f, _ in data.skipped]
+        ranked = np.argsort(-scores["image"], kind="stable")[:max(0, overlays)]
+        top = [(int(i), data.images[i], scores["maps"][i]) for i in ranked]
+    seconds = round(time.perf_counter() - started, 1)
+    cal = model.calibration
+    names = [portable_name(name) for name in shown]
+    vmax = max([float(m.max()) for _, _, m in top] + [cal.pixel_threshold or 0.0])
+    threshold = "no threshold" if cal.threshold is None else f"threshold {cal.threshold:.3f}"
+    for i, image, amap in tqdm(top, desc="overlays", unit="image", disable=not progress):
         flag = "ANOMALOUS" if scores["anomalous"][i] else "normal"
-        save_overlay(out / "overlays" / f"{Path(names[i]).stem}_{i:05d}.png", data.images[i],
-                     scores["maps"][i], cal.pixel_threshold, vmax=vmax,
+        save_overlay(out / "overlays" / f"{Path(names[i]).stem}_{i:05d}.png", image, amap,
+                     cal.pixel_threshold, vmax=vmax,
                      title=f"{display_name(shown[i])}: {scores['image'][i]:.3f} ({flag}; "
-                           f"threshold {cal.threshold:.3f})")
+                           f"{threshold})")
     result = {
-        "model": str(model_dir), "images": _label(images), "count": len(data),
+        "model": str(model_dir), "images": _label(images), "count": len(names),
         "flagged": int(scores["anomalous"].sum()), "image_score": model.config.image_score,
         "threshold": cal.threshold, "pixel_threshold": cal.pixel_threshold,
-        "threshold_rule": f"{model.config.quantile} quantile of {cal.val_images} held-out "
-                          "normal images' scores",
-        "skipped_files": [portable_name(f) for f, _ in data.skipped],
-        "seconds": round(time.perf_counter() - started, 1),
+        "threshold_rule": model.threshold_rule,
+        "skipped_files": [portable_name(f) for f in skipped],
+        "seconds": seconds,
         "device": str(default_device(device)), "precision": current_precision(device).name,
         "results": [{"file": name, "score": float(scores["image"][i]),
                      "anomalous": bool(scores["anomalous"][i]),
@@ -96,3 +143,46 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
     typed = AnomalyScores.from_json(result)
     typed.save(out / "scores.json")
     return typed
+
+
+def _score_tiles(model: AnomalyModel, images: Any, channels: int, overlays: int,
+                 device: str | None, progress: bool) -> tuple[list[str], dict[str, np.ndarray],
+                                                              list[tuple], list[str]]:
+    """Score images at their own size, one at a time, keeping only the ``overlays``
+    highest-scoring images and maps (full-resolution maps of every image would not fit)."""
+    full = full_images(images, channels, every=True)
+    patch, pooled, readable, skipped = [], [], [], [f for f, _ in full.skipped]
+    heap: list[tuple[float, int, int, np.ndarray, np.ndarray]] = []
+    cal = model.calibration
+
+    current: list[np.ndarray] = []  # the image being scored, for its overlay
+
+    class _Readable(FullImages):  # files that fail to decode past their header are skipped
+        def __iter__(self) -> Any:
+            for i in range(len(full)):
+                try:
+                    image = full.read(i)
+                except Exception:  # PIL raises many kinds; listed as skipped
+                    skipped.append(full.names[i])
+                    continue
+                readable.append(i)
+                current[:] = [image]
+                yield image
+
+    stream = _Readable(full.names, full.sizes, channels, full.paths, full.arrays)
+    for k, (p, q, amap) in enumerate(model.iter_tiled(stream, device, progress)):
+        patch.append(p)
+        pooled.append(q)
+        value = float(model._image_score(np.array([p]), np.array([q]), cal)[0])
+        if overlays > 0:
+            item = (value, -k, k, current[0], amap)
+            if len(heap) < overlays:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:
+                heapq.heapreplace(heap, item)
+    scores: dict[str, np.ndarray] = {"patch": np.array(patch, np.float32),
+                                     "pooled": np.array(pooled, np.float32)}
+    scores["image"] = model._image_score(scores["patch"], scores["pooled"], cal)
+    scores["anomalous"] = model.flag(scores["image"])
+    top = [(k, image, amap) for _, _, k, image, amap in sorted(heap, reverse=True)]
+    return [full.names[i] for i in readable], scores, top, sorted(skipped)
