@@ -177,3 +177,24 @@ def test_evaluate_shows_each_stage_and_no_progress_silences_it(tmp_path, capsys)
                  "--no-progress"]) == 0
     quiet = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert all(line.startswith("precision:") for line in quiet), quiet
+
+
+def test_a_time_budget_not_epochs_ends_a_small_folders_run(tmp_path, fmnist_small):
+    """Without --epochs, a budget decides: 100 epochs of 20 images end in seconds, long before
+    the minutes a user asked for."""
+    import yaml
+
+    import selfsight
+    from selfsight.train.defaults import DEFAULT_EPOCHS, choose_epochs
+
+    assert choose_epochs(None, None) == DEFAULT_EPOCHS and choose_epochs(7, 60.0) == 7
+    run = selfsight.pretrain(fmnist_small.subset(range(16)), backbone="resnet18",
+                             out=tmp_path / "run", batch_size=8, time_budget=3.0,
+                             backbone_options={"channels": (8, 16, 32, 64), "stem_stride": 2},
+                             options={"proj_hidden_dim": 32}, precision="32-true",
+                             accelerator="cpu", progress=False)
+    epochs = yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"]
+    assert epochs == choose_epochs(None, 3.0) > DEFAULT_EPOCHS
+    last = [json.loads(line) for line in (run / "metrics.jsonl").open()][-1]
+    # The budget, not an epoch count, ended it (within a fraction of one short step).
+    assert 1.5 < last["elapsed"] < 3.2

@@ -43,7 +43,7 @@ from selfsight.methods import get_method
 from selfsight.progress import stage
 from selfsight.results import DriftResult, EvalResult, ExploreResult, LabelEfficiency
 from selfsight.run_folder import RunFolder
-from selfsight.train.defaults import choose_backbone, choose_batch_size
+from selfsight.train.defaults import choose_backbone, choose_batch_size, choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.init_weights import init_method, initial_weights_record
 from selfsight.train.run_start import first_process, start_run
@@ -73,7 +73,7 @@ def pretrain(
     method: str = "simclr",
     backbone: str = "auto",
     out: str | Path | None = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     batch_size: int | None = None,
     *,
     image_size: int | None = None,
@@ -110,6 +110,7 @@ def pretrain(
     if method_cls.requires_vit and not is_vit_name(resolve_alias(backbone)[0]):
         raise UserError(f"{method} needs a ViT backbone (patch tokens), got '{backbone}'; "
                         "try --backbone vit_tiny_patch16_224")
+    epochs = choose_epochs(epochs, train_options.get("time_budget"))
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size or 1,
                                                **train_options}, "training options")
     train_cfg, precision = with_resolved_precision(train_cfg)

@@ -37,7 +37,8 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="auto",
                    help="any timm model name or selfsight alias (`selfsight list backbones`); "
                         "auto: resnet10_cpu on a CPU, resnet18 on a GPU")
-    p.add_argument("--epochs", type=positive_int, default=100)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="default: 100, or as many as --time-budget allows")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="global batch size (default: 512 on a CPU, 256 on a GPU, smaller for "
                         "small folders)")
@@ -123,7 +124,8 @@ def distill_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--out", default=None, help="student run folder")
     d.add_argument("--image-size", type=positive_int, default=None,
                    help="default: the teacher's")
-    d.add_argument("--epochs", type=positive_int, default=100)
+    d.add_argument("--epochs", type=positive_int, default=None,
+                   help="default: 100, or as many as --time-budget allows")
     d.add_argument("--batch-size", type=positive_int, default=256)
     d.add_argument("--time-budget", type=positive_float, default=None,
                    help="seconds of training")

@@ -18,6 +18,7 @@ from selfsight.data import load_images
 from selfsight.distill.distiller import DistillConfig, Distiller
 from selfsight.errors import UserError
 from selfsight.run_folder import RunFolder
+from selfsight.train.defaults import choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.run_start import start_run
 
@@ -50,7 +51,7 @@ def distill(
     student: str = "resnet18",
     out: str | Path | None = None,
     data: Any = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     batch_size: int = 256,
     *,
     image_size: int | None = None,
@@ -72,6 +73,7 @@ def distill(
     run = Path(run)
     teacher = load_backbone(run)
     distill_cfg = config_from_dict(DistillConfig, options or {}, "distill options")  # fail early
+    epochs = choose_epochs(epochs, train_options.get("time_budget"))
     train_cfg = config_from_dict(TrainConfig, {"epochs": epochs, "batch_size": batch_size,
                                                **train_options}, "training options")
     train_cfg, precision = with_resolved_precision(train_cfg)

@@ -17,6 +17,10 @@ VIT_BACKBONE = "vit_tiny_patch16_224"  # for methods that need patch tokens (MAE
 CPU_BATCH, GPU_BATCH = 512, 256
 MIN_STEPS_PER_EPOCH = 4  # a smaller folder halves the batch until it has this many steps
 MIN_BATCH = 8
+DEFAULT_EPOCHS = 100
+# With a time budget the schedules follow the clock (Method.progress), so epochs only cap the
+# run: a small folder must not stop at 100 epochs of a few steps long before its budget.
+EPOCHS_UNDER_A_BUDGET = 1_000_000
 
 
 def choose_backbone(requested: str, device: torch.device, vit: bool = False) -> str:
@@ -47,6 +51,16 @@ def choose_batch_size(requested: int | None, device: torch.device, images: int) 
               f"{images} images: at least {MIN_STEPS_PER_EPOCH} steps per epoch")
     _say(f"batch size: {batch} (auto: {reason}; --batch-size to override)")
     return batch
+
+
+def choose_epochs(requested: int | None, time_budget: float | None) -> int:
+    """``requested``, else 100, or with a ``time_budget`` as many as the budget allows."""
+    if requested is not None:
+        return requested
+    if time_budget is None:
+        return DEFAULT_EPOCHS
+    _say(f"epochs: as many as --time-budget {time_budget:g} s allows (auto; --epochs to cap)")
+    return EPOCHS_UNDER_A_BUDGET
 
 
 def _say(line: str) -> None:
