@@ -62,12 +62,16 @@ def load_artifact(directory: str | Path, kind: ArtifactKind
     if not isinstance(meta, dict):
         raise UserError(f"{directory / kind.meta_file}: expected a JSON object, "
                         f"got {type(meta).__name__}")
+    return meta, read_safetensors(directory / kind.weights_file)
+
+
+def read_safetensors(path: Path, label: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no code can run); a damaged file is one UserError
+    naming it (after ``label``, e.g. the flag that named the file)."""
     try:
-        tensors = load_file(str(directory / kind.weights_file))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{directory / kind.weights_file}: not a readable safetensors file "
-                        f"({error})") from None
-    return meta, tensors
+        raise UserError(f"{label}{path}: not a readable safetensors file ({error})") from None
 
 
 def config_from_meta(cls: type, raw: Any, where: Path | str) -> Any:

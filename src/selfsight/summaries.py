@@ -160,7 +160,8 @@ def _(result: EvalResult) -> list[str]:
     lines = [text_table(headline_rows(result, result.label_efficiency),
                         ("", "this backbone", "raw pixels", "gain"))]
     if study := result.label_efficiency:
-        lines.append(text_table(efficiency_rows(study)[1:], efficiency_rows(study)[0]))
+        header, *rows = efficiency_rows(study)
+        lines.append(text_table(rows, header))
         lines += [f"{name}: {text}" for name, text in chosen_steps(study.budgets)]
         factor = study.savings_factor
         bound = "<=" if study.savings_upper_bound else ""

@@ -36,10 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from selfsight.artifacts import BACKBONE, first_non_finite, load_artifact, load_weights
+from selfsight.artifacts import (
+    BACKBONE,
+    first_non_finite,
+    load_artifact,
+    load_weights,
+    read_safetensors,
+)
 from selfsight.backbones import Backbone, BackboneConfig, saved_backbone_config
 from selfsight.errors import MissingInput, UserError
 from selfsight.run_folder import RunFolder
@@ -132,10 +136,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, unwrapped from its container; nothing is executed."""
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        try:
-            raw: Any = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise UserError(f"--init {path}: not a readable safetensors file ({error})") from None
+        raw: Any = read_safetensors(path, "--init ")
     elif suffix in CHECKPOINT_SUFFIXES:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
