@@ -18,9 +18,10 @@ included, model loading and decoding not), at the precision the CLI ran at. Wher
 selfsight has no tiling (``AnomalyConfig`` without ``tile``), only arm (a) runs and the summary
 says so.
 
-With a few dozen training parts, pretraining stops at its epoch limit (100) before the budget.
-
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/anomaly_inspection.py --budget 120
+
+``--tile 64 --fit-set image_size=128`` runs the tiled arm on 64-px tiles read at 128 px (a feature
+cell then covers a quarter of the pixels); ``--reuse`` keeps the pretrained run of an earlier call.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-args", default="", help="extra `selfsight pretrain` options")
     p.add_argument("--fit-set", action="append", default=[],
                    help="extra `anomaly fit --set KEY=VALUE` for every arm")
+    p.add_argument("--tile", default="auto",
+                   help="the tiled arm's `--set tile=` (px of the image; auto: the default)")
+    p.add_argument("--summary", default="summary.json",
+                   help="the summary's file name inside --out")
     p.add_argument("--reuse", action="store_true",
                    help="keep an existing pretrained run instead of training again")
     return p.parse_args()
@@ -118,7 +123,7 @@ def evaluate_arm(run: Path, arm: str, tiles_available: bool, data: Path, manifes
     model_dir, scores_dir = run / f"anomaly_{arm}", run / f"scores_{arm}"
     sets = [f"--set={s}" for s in args.fit_set]
     if tiles_available:
-        sets.append("--set=tile=0" if arm == "whole" else "--set=tile=auto")
+        sets.append("--set=tile=0" if arm == "whole" else f"--set=tile={args.tile}")
     fit_s = cli(["anomaly", "fit", str(run), str(data / "train" / "good"), "--out",
                  str(model_dir), *sets], log)
     score_s = cli(["anomaly", "score", str(model_dir), str(data / "test"), "--out",
@@ -229,7 +234,7 @@ def main() -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "arms": results,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / args.summary).write_text(json.dumps(summary, indent=1))
     print(table(summary))
 
 
