@@ -187,3 +187,41 @@ def test_pseudo_masks_shapes_scores_and_images_without_objects(monkeypatch):
                         lambda f, _c: [np.zeros((0, *f.shape[-2:]), bool)] * len(f))
     masks, scores = pseudo_masks(backbone, scene[None], PseudoMaskConfig(), progress=False)
     assert masks[0].shape == (0, 64, 64) and scores[0].shape == (0,)
+
+
+def test_segment_keeps_a_wide_images_aspect_ratio(tmp_path):
+    """A 3:1 image is letterboxed, not squashed: a bright square in it comes back as a square
+    mask at the file's own size, at its own place."""
+    import json
+
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from selfsight.cli import main
+    from selfsight.data.folder import read_resized
+
+    rng = np.random.default_rng(1)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=64, patch_size=8,
+                            model_kwargs={"depth": 2}, mean=(0.2,), std=(0.3,))).save(run)
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    image = rng.integers(0, 60, (60, 180)).astype(np.uint8)
+    image[15:45, 120:150] = 220  # a 30 x 30 square, right of centre
+    Image.fromarray(image).save(folder / "wide.png")
+    read = read_resized(folder, 64, 1, progress=False)
+    top, _, h, w = read.boxes[0]
+    assert (h, w) == (21, 64) and read.images[0, :top].max() == 0  # 1:3 kept, black around
+    square = read.own_image(0)[..., 0] > 150
+    rows, cols = np.nonzero(square)
+    assert abs(np.ptp(rows) - np.ptp(cols)) <= 1  # still a square, not squashed 3x
+    out = tmp_path / "masks.json"
+    assert main(["segment", str(run), str(folder), "--out", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())["results"][0]
+    assert (result["height"], result["width"]) == (60, 180)
+    truth = np.zeros((60, 180), bool)
+    truth[15:45, 120:150] = True
+    decoded = [mask_utils.decode(i["segmentation"]).astype(bool) for i in result["instances"]]
+    assert decoded and all(d.shape == (60, 180) for d in decoded)
+    assert max((d & truth).sum() / (d | truth).sum() for d in decoded) > 0.5

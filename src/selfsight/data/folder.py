@@ -266,20 +266,41 @@ def write_skipped_report(imageset: ImageSet, run_dir: Path) -> Path | None:
 class ResizedFolder:
     """A folder read for per-pixel outputs that go back to each file's own size."""
 
-    images: np.ndarray  # (N, S, S, C) uint8 at the working size
+    images: np.ndarray  # (N, S, S, C) uint8 at the working size, each image letterboxed
     files: list[str]  # relative to the folder
     sizes: list[tuple[int, int]]  # each file's own (H, W)
     skipped: list[dict[str, str]]  # {"file", "error"}: entries passed over or unreadable
+    boxes: list[tuple[int, int, int, int]]  # (top, left, height, width) of each image in its square
+
+    def unbox(self, index: int, planes: np.ndarray) -> np.ndarray:
+        """(..., S, S) maps of image ``index`` -> (..., h, w): the image's own part of them."""
+        top, left, height, width = self.boxes[index]
+        return planes[..., top:top + height, left:left + width]
+
+    def own_image(self, index: int) -> np.ndarray:
+        """Image ``index`` at the working scale without its black border: (h, w, C)."""
+        top, left, height, width = self.boxes[index]
+        return self.images[index, top:top + height, left:left + width]
+
+
+def letterbox_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """Where an (H, W) image goes in a ``size`` square once its longer side is ``size``:
+    (top, left, height, width), centred."""
+    scale = size / max(height, width)
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    return (size - h) // 2, (size - w) // 2, h, w
 
 
 def read_resized(root: str | Path, size: int, channels: int, progress: bool = True
                  ) -> ResizedFolder:
-    """Every readable image under ``root`` resized (not cropped, unlike :func:`load_folder`) to
-    ``size`` x ``size``, with its own size, so masks drawn on it map back onto the whole file;
-    an unreadable file, and every entry the scan passed over, is listed with its error."""
+    """Every readable image under ``root`` letterboxed into a ``size`` square: its longer side
+    resized to ``size``, its aspect ratio kept, the rest black (not cropped, unlike
+    :func:`load_folder`, and not squashed), with its own size and its box in the square, so masks
+    drawn on it map back onto the whole file; an unreadable file, and every entry the scan
+    passed over, is listed with its error."""
     root = Path(root)
     scan = scan_entries(root)
-    images, files, sizes = [], [], []
+    images, files, sizes, boxes = [], [], [], []
     skipped = [{"file": rel, "error": reason} for rel, reason in scan.skipped]
     for rel in tqdm(scan.files, desc="read images", unit="img", disable=not progress):
         try:
@@ -289,10 +310,14 @@ def read_resized(root: str | Path, size: int, channels: int, progress: bool = Tr
                             "error": display_name(f"{type(error).__name__}: {error}")})
             continue
         sizes.append((img.height, img.width))
-        array = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-        images.append(array.reshape(size, size, channels))
+        top, left, h, w = letterbox_box(img.height, img.width, size)
+        square = np.zeros((size, size, channels), dtype=np.uint8)
+        square[top:top + h, left:left + w] = np.asarray(
+            img.resize((w, h), Image.BILINEAR), dtype=np.uint8).reshape(h, w, channels)
+        images.append(square)
+        boxes.append((top, left, h, w))
         files.append(rel)
     if not images:
         raise UserError(f"none of the images in {root} could be read: {skipped[:3]} ...")
     skipped.sort(key=lambda entry: entry["file"])
-    return ResizedFolder(np.stack(images), files, sizes, skipped)
+    return ResizedFolder(np.stack(images), files, sizes, skipped, boxes)

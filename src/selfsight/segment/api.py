@@ -1,10 +1,11 @@
 """``selfsight segment``: instance masks for a folder of a user's own images, no labels needed.
 
 Masks come from a segmenter trained on the run's pseudo-masks (``RUN/segmenter``) when there is
-one, else from MaskCut on the run's patch features. Every image is processed at one square working
-size and its masks are resized back to the file's own size. Output: a JSON file with one COCO RLE
-per instance (plus box, area, score) for every image, the files that could not be read, and
-overlay pictures.
+one, else from MaskCut on the run's patch features. Every image is processed at one square
+working size (letterboxed: the aspect ratio kept, the rest black) and its masks are cut to the
+image's own part of the square and resized back to the file's own size. Output: a JSON file with
+one COCO RLE per instance (plus box, area, score) for every image, the files that could not be
+read, and overlay pictures.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ METHODS = ("auto", "maskcut", "segmenter")
 
 
 def _resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, S, S) bool -> (K, H, W) bool, nearest neighbour."""
+    """(K, h, w) bool -> (K, H, W) bool, nearest neighbour."""
     return np.array([np.asarray(Image.fromarray(m).resize(size[::-1], Image.NEAREST))
                      for m in masks], bool).reshape(len(masks), *size)
 
@@ -104,12 +105,12 @@ def segment(run: str | Path, images: str | Path, out: str | Path, *,
                                        progress=progress)))
     results, pictures = [], []
     for index, (file, own_size, (m, s)) in enumerate(zip(folder.files, folder.sizes, found)):
-        resized = _resize_masks(m, own_size)
+        resized = _resize_masks(folder.unbox(index, m), own_size)
         results.append({"file": portable_name(file), "height": own_size[0], "width": own_size[1],
                         "instances": _instances(resized, s)})
         if overlays is None and index >= EXAMPLES:
             continue
-        picture = draw_instances(folder.images[index], m)
+        picture = draw_instances(folder.own_image(index), folder.unbox(index, m))
         if index < EXAMPLES:
             pictures.append(picture)
         if overlays is not None:
