@@ -12,11 +12,13 @@ SRC = Path(selfsight.__file__).parent
 # Lowest first. A module may import its own layer and the ones above it in this list.
 LAYERS = {
     "base": ("errors", "config", "files", "file_names", "run_folder", "backbone_names",
-             "progress", "recipes", "results", "summaries"),
+             "progress", "recipes", "results", "summaries", "signals/names"),
     "blocks": ("device", "nn", "losses", "views", "artifacts", "backbones", "data",
-               "label_selection", "train/loop"),
-    "consumers": ("eval", "anomaly", "export", "segment", "classify", "reports"),
-    "training": ("methods", "train", "distill"),
+               "label_selection", "train/loop", "signals", "signals/readers", "signals/data",
+               "signals/views", "signals/backbones"),
+    "consumers": ("eval", "anomaly", "export", "segment", "classify", "reports",
+                  "signals/embed"),
+    "training": ("methods", "train", "distill", "signals/train"),
     "verbs": ("api",),
     "interface": ("cli", "__init__"),
 }

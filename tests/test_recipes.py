@@ -69,7 +69,8 @@ def test_a_misspelt_key_fails_the_check_and_the_build(monkeypatch):
 @pytest.mark.parametrize("entry", VIEW_RECIPES, ids=lambda e: f"{e.name}-{e.size}")
 def test_view_recipe_names_its_arguments(entry):
     assert entry.name in VIEW_TARGETS, f"add '{entry.name}' to VIEW_TARGETS"
-    assert entry.size in SIZE_CLASSES and entry.backbone is None and entry.why
+    assert entry.size in SIZE_CLASSES and entry.backbone in (None, *BACKBONE_FAMILIES)
+    assert entry.why
     assert set(entry.settings) <= VIEW_TARGETS[entry.name]
 
 
@@ -116,6 +117,10 @@ def test_views_follow_the_view_recipes():
     assert [v.size for v in dino.default_views(28).views] == [28, 28]
     assert dino.default_views(28).views[0].scale == (0.25, 1.0)
     assert [v.size for v in dino.default_views(224).views] == [224] * 2 + [96] * 6
+    # A ViT trains DINO's global crops at 4/7 of a small image (16 tokens instead of 49).
+    vit = backbone_config("vit_tiny_patch16_224", 1, 28, None)
+    assert [v.size for v in dino.views_for(vit).views] == [16, 16]
+    assert dino.views_for(backbone_config("resnet18", 1, 28, None)) == dino.default_views(28)
 
 
 def test_recipe_rows_cover_every_recipe():

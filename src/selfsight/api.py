@@ -43,6 +43,7 @@ from selfsight.methods import get_method
 from selfsight.progress import stage
 from selfsight.results import DriftResult, EvalResult, ExploreResult, LabelEfficiency
 from selfsight.run_folder import RunFolder
+from selfsight.signals.names import is_signal_source
 from selfsight.train.defaults import choose_backbone, choose_batch_size, choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.init_weights import init_method, initial_weights_record
@@ -103,6 +104,16 @@ def pretrain(
     (:mod:`selfsight.train.init_weights`); what loaded is printed and kept in config.yaml under
     ``init``. A resumed run continues from its checkpoint and keeps that record.
     """
+    if is_signal_source(data):  # sensor signals and time series: the same loop, 1-D parts
+        if view_size is not None or channels is not None or init is not None:
+            raise UserError("--view-size, --channels and --init are for images, not signals")
+        from selfsight.signals.train import pretrain_signals
+
+        return pretrain_signals(data, method, backbone, out, epochs, batch_size,
+                                length=image_size, options=options,
+                                backbone_options=backbone_options, view_options=view_options,
+                                resume=resume, allow_changed_data=allow_changed_data,
+                                **train_options)
     method_cls = get_method(method)
     config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
     device = device_for(train_options.get("accelerator", "auto"))
@@ -122,7 +133,7 @@ def pretrain(
     backbone_cfg = backbone_config(backbone, images.channels, size, backbone_options)
     method_cfg = config_from_dict(method_cls.Config, options or {}, f"{method} options",
                                   base=method_cls.default_config(backbone_cfg))
-    views = method_cls.default_views(view_size or size).with_options(view_options)
+    views = method_cls.views_for(backbone_cfg, view_size or size).with_options(view_options)
     # Filled by build() before start_run writes config.yaml from it (see init_weights).
     init_facts, init_record, init = initial_weights_record(out, resume, init)
 

@@ -57,4 +57,6 @@ OPTIONS = {
 
 
 def list_backbones() -> dict[str, str]:
-    return dict(RECOMMENDED)
+    from selfsight.signals.names import SIGNAL_BACKBONES
+
+    return {**RECOMMENDED, **{name: f"signals: {text}" for name, text in SIGNAL_BACKBONES.items()}}

@@ -29,6 +29,8 @@ from selfsight.backbone_names import ALIASES, RECOMMENDED, resolve_alias
 from selfsight.errors import BadOptionValue, UserError
 from selfsight.nn.small_grid_conv import use_small_grid_convs
 from selfsight.recipes import SMALL_IMAGE
+from selfsight.signals.backbones import create_signal_model
+from selfsight.signals.names import is_signal_backbone
 
 # ImageNet's channel statistics; one gray channel takes their mean.
 RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -98,7 +100,7 @@ def backbone_config(name: str, channels: int, image_size: int,
 
 
 def check_backbone_name(name: str) -> None:
-    if name in ALIASES or timm.is_model(name):
+    if name in ALIASES or is_signal_backbone(name) or timm.is_model(name):
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
     raise UserError(
@@ -164,6 +166,8 @@ def _rewire_first_block(model: nn.Module, width: int) -> None:
 
 def create_timm_model(cfg: BackboneConfig) -> nn.Module:
     check_model_kwargs(cfg.name, cfg.model_kwargs)
+    if is_signal_backbone(cfg.name):  # 1-D signals: the same interface, not a timm model
+        return create_signal_model(cfg)
     if not (1 <= cfg.in_chans <= 64 and 1 <= cfg.image_size <= LARGEST_SIZE):
         raise UserError(f"backbone: in_chans {cfg.in_chans} and image_size {cfg.image_size} "
                         f"must lie in 1..64 and 1..{LARGEST_SIZE}")
@@ -176,7 +180,12 @@ def create_timm_model(cfg: BackboneConfig) -> nn.Module:
             _vit_patch_size(cfg.image_size) if cfg.image_size <= SMALL_IMAGE else None))
         if kwargs["patch_size"] is None:
             del kwargs["patch_size"]
-        return _timm_model(cfg.name, kwargs)
+        model = _timm_model(cfg.name, kwargs)
+        patch = getattr(getattr(model, "patch_embed", None), "patch_size", (1,))[0]
+        if cfg.image_size % patch:  # else every forward at the backbone's own size fails
+            raise UserError(f"ViT image size {cfg.image_size} is not a multiple of its patch "
+                            f"size {patch} (--image-size, or --backbone-set patch_size=...)")
+        return model
     model = _timm_model(cfg.name, kwargs)
     if cfg.stem_width and not cfg.uses_small_stem:
         raise UserError(f"stem_width={cfg.stem_width} applies to the small-image stem (images of "

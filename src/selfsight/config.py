@@ -36,12 +36,12 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str, base: Any = 
     defaults = cls() if base is None else base
     texts = {f.name for f in fields(cls) if "str" in str(f.type)}  # e.g. devices: int | str
     return replace(defaults, **{
-        key: value if key in texts and isinstance(value, str) and not _is_number(value)
+        key: value if key in texts and isinstance(value, str) and not is_number(value)
         else _coerce(value, getattr(defaults, key), f"{where}.{key}")
         for key, value in values.items()})
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

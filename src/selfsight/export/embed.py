@@ -16,6 +16,7 @@ from selfsight.eval.extract import extract_features
 from selfsight.file_names import portable_name
 from selfsight.files import check_free_space, write_atomic
 from selfsight.results import FilesSummary
+from selfsight.signals.names import is_signal_source
 
 FORMATS = (".npy", ".parquet")
 _ROOM = 1 << 20  # bytes beyond the array's: the header, the file names of a parquet
@@ -53,6 +54,10 @@ def embed(
     order and every skipped (unreadable) file with its reason. Returns that summary. File names
     (the JSON's and the parquet ``file`` column) are written as
     :func:`selfsight.files.portable_name` writes them."""
+    if is_signal_source(images):  # sensor signals and time series
+        from selfsight.signals.embed import embed_signals
+
+        return embed_signals(run, images, out, batch_size, device, progress)
     out = Path(out)
     if out.suffix not in FORMATS:
         raise UserError(f"--out {out}: unknown format '{out.suffix}'; valid: {list(FORMATS)}")

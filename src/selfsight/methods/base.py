@@ -100,6 +100,9 @@ class Method(L.LightningModule):
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     requires_vit: ClassVar[bool] = False  # e.g. MAE: patch tokens needed
+    # Each view is cut into view_cells x view_cells parts that go through the backbone on their
+    # own (globallocal's 2x2 local patches): on a ViT each part must hold whole patches.
+    view_cells: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -116,8 +119,8 @@ class Method(L.LightningModule):
             raise UserError(f"unknown optimizer '{self.config.optimizer}'; "
                             f"valid: {list(OPTIMIZERS)}")
         self.backbone = Backbone(backbone)
-        self.views = ViewPipeline(views or self.default_views(backbone.image_size),
-                                  backbone.mean, backbone.std)
+        views = (views or self.views_for(backbone)).fitted_to(self.view_multiple)
+        self.views = ViewPipeline(views, backbone.mean, backbone.std)
         self.batch_size = batch_size  # global, across processes
         self.seed = seed
         self.time_budget = time_budget
@@ -146,12 +149,26 @@ class Method(L.LightningModule):
 
         return simclr_views(size)
 
+    @classmethod
+    def views_for(cls, backbone: BackboneConfig, size: int | None = None) -> MultiViewConfig:
+        """The default views at ``size`` px (None: the backbone's image size) for the
+        backbone's family; a method whose view recipe differs for ViTs overrides this."""
+        return cls.default_views(size or backbone.image_size)
+
     def compute_loss(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) module pairs the base updates by EMA after each step."""
         return []
+
+    @property
+    def view_multiple(self) -> int:
+        """What every view size must be a multiple of: a ViT's patch (times ``view_cells``),
+        so no derived size (e.g. a 41-px local crop for 16-px patches) reaches the backbone."""
+        if not self.backbone.is_vit:
+            return 1
+        return int(self.backbone.model.patch_embed.patch_size[0]) * self.view_cells
 
     # ----- progress and schedules -------------------------------------------------------------
     @property

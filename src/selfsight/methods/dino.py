@@ -54,6 +54,13 @@ class DINO(Method):
 
         return multicrop_views(size, **view_recipe("dino", size))
 
+    @classmethod
+    def views_for(cls, backbone: BackboneConfig, size: int | None = None) -> MultiViewConfig:
+        from selfsight.views.presets import multicrop_views
+
+        size = size or backbone.image_size
+        return multicrop_views(size, **view_recipe("dino", size, vit=backbone.is_vit))
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config

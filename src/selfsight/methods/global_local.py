@@ -48,6 +48,7 @@ class GlobalLocal(Method):
     description = ("Multi-network global+local contrastive (MNCLGLF, 2023): online, momentum + "
                    "nearest-neighbour queue, stop-gradient local patches")
     Config = GlobalLocalConfig
+    view_cells = 2  # the third view is cut into 2x2 local patches
 
     @classmethod
     def default_views(cls, size: int) -> MultiViewConfig:

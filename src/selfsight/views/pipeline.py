@@ -40,6 +40,16 @@ class MultiViewConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def fitted_to(self, multiple: int) -> MultiViewConfig:
+        """The same recipe with every view size rounded to the nearest multiple of ``multiple``
+        (at least one): a ViT cuts each view into whole patches, so a derived size such as
+        DINO's local crops (96/224 of the global size) must land on the patch grid."""
+        if multiple <= 1:
+            return self
+        return MultiViewConfig(views=[
+            replace(v, size=max(multiple, round(v.size / multiple) * multiple))
+            for v in self.views])
+
     def with_options(self, options: dict[str, Any] | None) -> MultiViewConfig:
         """The same recipe with ``options`` (ViewConfig fields, checked and typed) set on every
         view, e.g. ``scale=(0.4, 1)`` from ``--view-set``."""

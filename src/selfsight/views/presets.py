@@ -33,10 +33,14 @@ def byol_views(size: int) -> MultiViewConfig:
 
 def multicrop_views(size: int, local_size: int | None = None, n_local: int = 6,
                     global_scale: tuple[float, float] = (0.4, 1.0),
-                    local_scale: tuple[float, float] = (0.05, 0.4)) -> MultiViewConfig:
+                    local_scale: tuple[float, float] = (0.05, 0.4),
+                    global_size_ratio: float = 1.0) -> MultiViewConfig:
     """Multi-crop (Caron et al., 2020): two global views and ``n_local`` small local views,
-    by default DINO's six of 96 px at 224 (``local_size`` None: 96/224 of ``size``)."""
+    by default DINO's six of 96 px at 224 (``local_size`` None: 96/224 of ``size``). The global
+    views are ``global_size_ratio`` of ``size`` (training below the test resolution, Touvron et
+    al., 2019)."""
     local_size = 96 * size // 224 if local_size is None else local_size
-    glob = replace(simclr_view(size), scale=global_scale)
+    glob = replace(simclr_view(size), size=max(1, round(size * global_size_ratio)),
+                   scale=global_scale)
     local = replace(simclr_view(local_size), size=local_size, scale=local_scale)
     return MultiViewConfig(views=[glob, glob] + [local] * n_local)

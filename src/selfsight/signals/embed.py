@@ -1,0 +1,93 @@
+"""Embeddings of signals with a run's signal backbone: pooled features, L2-normalised, float32,
+one row per series, the training split then the test split, rows named ``NAME-train/i`` and
+``NAME-test/i`` as Fashion-MNIST's are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from selfsight.backbones import Backbone, load_backbone
+from selfsight.device import autocast, current_precision
+from selfsight.errors import UserError
+from selfsight.file_names import portable_name
+from selfsight.files import check_free_space, write_atomic
+from selfsight.results import FilesSummary
+from selfsight.signals.data import SignalSet, load_signal_splits
+from selfsight.signals.names import is_signal_backbone
+
+_ROOM = 1 << 20
+
+
+@torch.no_grad()
+def signal_features(backbone: Backbone, signals: np.ndarray, batch_size: int = 512,
+                    device: str | torch.device | None = None, normalize: bool = True
+                    ) -> torch.Tensor:
+    """(N, C, L) float -> (N, D) float32 features on the CPU; non-finite ones are an error."""
+    device = torch.device(device or next(backbone.parameters()).device)
+    was_training = backbone.training
+    backbone.eval().to(device)
+    chunks = []
+    try:
+        for start in range(0, len(signals), batch_size):
+            x = torch.from_numpy(np.asarray(signals[start:start + batch_size], np.float32))
+            with autocast(device):
+                feats = backbone(x.to(device)).float()
+            if not torch.isfinite(feats).all():
+                raise UserError(f"the {backbone.config.name} backbone gives non-finite features "
+                                f"for series {start} to {start + len(x) - 1}")
+            chunks.append(F.normalize(feats, dim=1) if normalize else feats)
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks).cpu()
+
+
+def every_signal(data: Any, backbone: Backbone) -> SignalSet:
+    """The training then the test split of ``data`` (the training split alone when there is no
+    test split) at the backbone's length, labels numbered by the training classes."""
+    cfg = backbone.config
+    train, test = load_signal_splits(data, length=cfg.image_size)
+    if train.channels != cfg.in_chans:
+        raise UserError(f"{data}: {train.channels} channels, but the backbone was trained on "
+                        f"{cfg.in_chans}")
+    if test is None:
+        return train
+    both = [train, test]
+    labels = None if any(s.labels is None for s in both) else np.concatenate(
+        [s.labels for s in both])
+    return SignalSet(np.concatenate([s.signals for s in both]), labels, train.classes,
+                     train.name.rsplit("-", 1)[0], train.skipped + test.skipped,
+                     train.notes + test.notes, rows=train.row_names() + test.row_names())
+
+
+def embed_signals(run: str | Path, data: Any, out: str | Path, batch_size: int = 512,
+                  device: str | None = None, progress: bool = True) -> FilesSummary:
+    """:func:`selfsight.export.embed` for signals: ``out`` (.npy) with ``OUT.json`` listing the
+    row names and the skipped series."""
+    out = Path(out)
+    if out.suffix != ".npy":
+        raise UserError(f"--out {out}: signal embeddings are written as .npy")
+    backbone = load_backbone(run)
+    if not is_signal_backbone(backbone.config.name):
+        raise UserError(f"{run}: its backbone ({backbone.config.name}) is for images; "
+                        f"{data} holds signals")
+    signals = every_signal(data, backbone)
+    names = signals.row_names()
+    check_free_space(out.parent, len(names) * backbone.dim * 4 + _ROOM,
+                     f"the embeddings {out.name} ({len(names)} x {backbone.dim} float32)")
+    features = signal_features(backbone, signals.signals, batch_size, device).numpy()
+    write_atomic(out, lambda f: np.save(f, features), features.nbytes)
+    summary = {"run": portable_name(str(run)), "images": str(data), "out": portable_name(out),
+               "count": len(names), "dim": int(features.shape[1]), "dtype": "float32",
+               "l2_normalised": True, "precision": current_precision(device).name,
+               "skipped_count": len(signals.skipped),
+               "skipped": [{"file": f, "reason": r} for f, r in signals.skipped],
+               "files": names}
+    typed = FilesSummary.from_json(summary)
+    typed.save(f"{out}.json")
+    typed.files = None
+    return typed
