@@ -103,6 +103,13 @@ def _blob_scene(rng, size):
     return image, np.stack(masks)
 
 
+def _tiny_vit_run(run):
+    """An untrained 2-block ViT with 8-px patches on 64-px gray images, saved as a run."""
+    torch.manual_seed(0)
+    Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=64, patch_size=8,
+                            model_kwargs={"depth": 2}, mean=(0.2,), std=(0.3,))).save(run)
+
+
 def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
     import json
 
@@ -113,9 +120,7 @@ def test_segment_cli_on_a_folder_with_a_corrupt_file(tmp_path, capsys):
 
     rng = np.random.default_rng(0)
     run = tmp_path / "run"
-    torch.manual_seed(0)
-    Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=64, patch_size=8,
-                            model_kwargs={"depth": 2}, mean=(0.2,), std=(0.3,))).save(run)
+    _tiny_vit_run(run)
     folder = tmp_path / "images"
     (folder / "sub").mkdir(parents=True)
     truth = {}
@@ -202,9 +207,7 @@ def test_segment_keeps_a_wide_images_aspect_ratio(tmp_path):
 
     rng = np.random.default_rng(1)
     run = tmp_path / "run"
-    torch.manual_seed(0)
-    Backbone(BackboneConfig("vit_tiny_patch16_224", in_chans=1, image_size=64, patch_size=8,
-                            model_kwargs={"depth": 2}, mean=(0.2,), std=(0.3,))).save(run)
+    _tiny_vit_run(run)
     folder = tmp_path / "wide"
     folder.mkdir()
     image = rng.integers(0, 60, (60, 180)).astype(np.uint8)

@@ -49,17 +49,14 @@ class DINO(Method):
         return cls.Config(head_batch_norm=True)
 
     @classmethod
-    def default_views(cls, size: int) -> MultiViewConfig:
+    def default_views(cls, size: int, vit: bool = False) -> MultiViewConfig:
         from selfsight.views.presets import multicrop_views
 
-        return multicrop_views(size, **view_recipe("dino", size))
+        return multicrop_views(size, **view_recipe("dino", size, vit=vit))
 
     @classmethod
     def views_for(cls, backbone: BackboneConfig, size: int | None = None) -> MultiViewConfig:
-        from selfsight.views.presets import multicrop_views
-
-        size = size or backbone.image_size
-        return multicrop_views(size, **view_recipe("dino", size, vit=backbone.is_vit))
+        return cls.default_views(size or backbone.image_size, vit=backbone.is_vit)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
