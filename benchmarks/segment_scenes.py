@@ -53,7 +53,12 @@ from selfsight.segment.segmenter import (
 
 ROOT = Path(__file__).resolve().parent
 METHODS = {  # method -> its options for a 6-block ViT-Tiny on 64-px views of 96-px scenes
-    "dino": ["--set", "out_dim=4096", "--set", "hidden_dim=1024", "--set", "ema_momentum=0.99"],
+    # DINO: the small-image ViT recipe (recipes.py, BENCHMARKS section 7), which 96-px images
+    # do not get by their size: with the paper's teacher temperature the loss stays at ln 4096.
+    "dino": [f"--set={option}" for option in (
+        "out_dim=4096", "hidden_dim=1024", "ema_momentum=0.99", "ema_momentum_end=0.99",
+        "teacher_temp=0.04", "head_batch_norm=true", "final_lr_ratio=1.0",
+        "freeze_last_layer=3.0")],
     "mae": ["--set", "lr=1e-3", "--set", "decoder_dim=128", "--set", "decoder_depth=2",
             "--set", "decoder_heads=4"],
     "simclr": ["--set", "optimizer=adamw", "--set", "lr=5e-4", "--set", "weight_decay=0.05"],
@@ -79,7 +84,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--radius", type=int, default=4, help="guided-filter radius (px)")
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--segmenter-budget", type=float, default=None, help="seconds per round")
-    p.add_argument("--segmenter-method", default=None, help="default: best pseudo-mask AP50")
+    p.add_argument("--segmenter-method", default=None, help="default: best pseudo-mask AP50; "
+                   "'untrained': the untrained ViT's pseudo-masks")
+    p.add_argument("--features-name", default="features", help="output folder of the features "
+                   "stage under --out (another for other --maskcut-set options)")
     p.add_argument("--segmenter-name", default="segmenter", help="output folder under --out")
     p.add_argument("--self-training-rounds", type=int, default=1)
     p.add_argument("--stages", nargs="+", default=["scenes", "pretrain", "features", "segmenter"])
@@ -198,7 +206,7 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
     images, masks, classes = test
     results = {}
     for name in ["untrained", *args.methods, "oracle"]:
-        path = out / "features" / f"{name}.json"
+        path = out / args.features_name / f"{name}.json"
         if path.is_file():
             results[name] = json.loads(path.read_text())
             continue
@@ -218,7 +226,7 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
                   "pretraining": None if name == "untrained" else run_stats(out / name)}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2))
-        np.savez_compressed(out / "features" / f"{name}_test_masks.npz",
+        np.savez_compressed(out / args.features_name / f"{name}_test_masks.npz",
                             *[np.packbits(m) for m in pseudo])
         results[name] = result
         print(name, json.dumps(result))
@@ -231,7 +239,7 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
     path = out / args.segmenter_name / "result.json"
     if path.is_file():
         return json.loads(path.read_text())
-    backbone = load_backbone(out / method)
+    backbone = untrained_vit() if method == "untrained" else load_backbone(out / method)
     train_images, _, _ = read_coco(out / "scenes" / "train")
     train_pseudo, _ = pseudo_masks(backbone, train_images, mask_config(args))
     config = SegmenterConfig(image_size=train_images.shape[1], steps=args.segmenter_steps,

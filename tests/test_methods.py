@@ -1,6 +1,7 @@
 """Methods: registry, options, and SimCLR actually learning on real images."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -65,12 +66,17 @@ def test_online_knn_monitor_logs_accuracy(tmp_path):
         load_fashion_mnist("test")
     except FileNotFoundError:
         pytest.skip("dataset-fashion-mnist is not installed")
+    started = time.process_time()
     run = selfsight.pretrain("fashion-mnist", "simclr", "resnet18_cpu", tmp_path, batch_size=64,
                              max_steps=3, knn_every=1, progress=False, view_size=16,
                              options={"proj_hidden_dim": 64})
     records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     knn = [r["online_knn"] for r in records if "online_knn" in r]
     assert len(knn) == 1 and 0.3 < knn[0] <= 1.0  # 10 classes: chance is 0.1
+    # The training clocks leave the kNN out: embedding 20,000 images takes longer than 3 steps.
+    cpu = [r["cpu_seconds"] for r in records]
+    assert cpu == sorted(cpu) and cpu[0] > 0
+    assert records[-1]["cpu_seconds"] < 0.5 * (time.process_time() - started)
 
 
 def test_rotnet_learns_to_tell_rotations_on_fashion_mnist(fmnist_small, tmp_path):

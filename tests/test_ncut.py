@@ -18,6 +18,7 @@ from selfsight.segment.ncut import (
     MaskCutConfig,
     affinity,
     bipartition,
+    edges_touched,
     grid_proximity,
     keep_candidate,
     maskcut,
@@ -236,6 +237,19 @@ def test_keep_candidate_overlap_and_area_rules():
     assert not keep_candidate(candidate, remainder, [previous],
                               MaskCutConfig(max_overlap=0.7, min_area=0.2))  # exactly 20%
     assert keep_candidate(candidate, remainder, [], MaskCutConfig(max_overlap=0.5))
+
+
+def test_border_rule_drops_a_corner_blob_and_keeps_the_object():
+    labels = np.zeros((12, 12), dtype=int)
+    labels[4:9, 4:9] = 1  # the object, clear of every edge
+    labels[0:3, 0:3] = 2  # a corner blob of other texture: touches the top and left edges
+    features = planted_features(labels)[None]
+    found = maskcut(features, MaskCutConfig(n_masks=3))[0]
+    assert any(iou(mask, labels == 2) > 0.9 for mask in found)  # CutLER keeps the blob
+    kept = maskcut(features, MaskCutConfig(n_masks=3, max_edges=2))[0]
+    assert len(kept) >= 1 and not any(iou(mask, labels == 2) > 0.5 for mask in kept)
+    assert any(iou(mask, labels == 1) > 0.9 for mask in kept)
+    assert [edges_touched(labels == k) for k in (0, 1, 2)] == [4, 0, 2]
 
 
 

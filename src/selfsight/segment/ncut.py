@@ -157,6 +157,8 @@ class MaskCutConfig:
     center: subtract each image's mean patch feature before the cosine affinity. Features with
       a large component shared by every patch (a ViT's keys: 88% of patch pairs of an untrained
       ViT are above tau = 0.15) otherwise make the graph almost complete.
+    max_edges: reject a mask touching this many of the image's four edges or more (2: the blobs
+      of background the cut leaves in image corners); None: no border rule (CutLER).
     """
 
     n_masks: int = 3
@@ -169,6 +171,7 @@ class MaskCutConfig:
     split_ncut: float | None = None  # recursive splitting of a candidate (None: MaskCut as is)
     split_sigma: float | None = None  # spatial scale of the split's graph (fraction of the grid)
     center: bool = False  # per-image mean feature removed before the affinity (not in CutLER)
+    max_edges: int | None = None  # border rule: masks touching this many image edges dropped
 
 
 def maskcut(features: Tensor, config: MaskCutConfig | None = None) -> list[np.ndarray]:
@@ -260,10 +263,18 @@ def split_recursively(w: Tensor, candidate: np.ndarray, seed: int, max_cost: flo
 
 def keep_candidate(candidate: np.ndarray, mask: np.ndarray, previous: list[np.ndarray],
                    config: MaskCutConfig) -> bool:
-    """MaskCut's filter: candidate (h, w) is no repeat of a previous mask, its mask is no speck.
+    """MaskCut's filter: candidate (h, w) is no repeat of a previous mask, its mask is no speck
+    (and, with ``max_edges``, not a piece of the image's border).
 
     ``mask`` is the candidate less the patches already dropped from the graph.
     """
     if previous and mask_iou(candidate[None], np.stack(previous)).max() > config.max_overlap:
         return False
+    if config.max_edges is not None and edges_touched(mask) >= config.max_edges:
+        return False
     return mask.mean() > config.min_area
+
+
+def edges_touched(mask: np.ndarray) -> int:
+    """How many of the four sides of the (h, w) grid the mask reaches."""
+    return int(mask[0].any()) + int(mask[-1].any()) + int(mask[:, 0].any()) + int(mask[:, -1].any())
