@@ -89,6 +89,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--features-name", default="features", help="output folder of the features "
                    "stage under --out (another for other --maskcut-set options)")
     p.add_argument("--segmenter-name", default="segmenter", help="output folder under --out")
+    p.add_argument("--segmenter-train-scenes", type=int, default=None,
+                   help="train the segmenter on the first N training scenes (default: all)")
     p.add_argument("--self-training-rounds", type=int, default=1)
     p.add_argument("--stages", nargs="+", default=["scenes", "pretrain", "features", "segmenter"])
     p.add_argument("--threads", type=int, default=2)
@@ -195,6 +197,24 @@ def mask_config(args: argparse.Namespace) -> PseudoMaskConfig:
                             maskcut=config_from_dict(MaskCutConfig, options, "maskcut"))
 
 
+def fashion_mnist_knn(backbone: Backbone, bank: int = 10_000, queries: int = 2_000) -> float:
+    """kNN (k=200, T=0.1) on Fashion-MNIST items at the backbone's size (seeded subsets of the
+    training and test splits): did the features learn, against the untrained ViT's figure?"""
+    from selfsight.data import load_images
+    from selfsight.eval import extract_features, knn_accuracy
+
+    rng = np.random.default_rng(0)
+    sets = []
+    for split, n in (("train", bank), ("test", queries)):
+        data = load_images("fashion-mnist", split=split, size=backbone.config.image_size,
+                           progress=False)
+        pick = np.sort(rng.permutation(len(data))[:n])
+        sets.append((extract_features(backbone, data.images[pick], progress=False),
+                     torch.tensor(data.labels[pick])))
+    (bank_f, bank_y), (test_f, test_y) = sets
+    return round(knn_accuracy(bank_f, bank_y, test_f, test_y, ks=(200,))["knn_k200"], 4)
+
+
 def run_stats(run: Path) -> dict:
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
     last = [x for x in lines if "images_seen" in x][-1]
@@ -223,6 +243,7 @@ def stage_features(out: Path, args: argparse.Namespace, test: tuple) -> dict:
         result = {"instanceness": inst, "pseudo_masks": mask_ap(masks, pseudo, scores),
                   "masks_per_image": float(np.mean([len(m) for m in pseudo])),
                   "seconds": round(time.time() - start, 1),
+                  "fashion_mnist_knn_k200": fashion_mnist_knn(backbone),
                   "pretraining": None if name == "untrained" else run_stats(out / name)}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2))
@@ -241,6 +262,7 @@ def stage_segmenter(out: Path, args: argparse.Namespace, test: tuple, features: 
         return json.loads(path.read_text())
     backbone = untrained_vit() if method == "untrained" else load_backbone(out / method)
     train_images, _, _ = read_coco(out / "scenes" / "train")
+    train_images = train_images[:args.segmenter_train_scenes]
     train_pseudo, _ = pseudo_masks(backbone, train_images, mask_config(args))
     config = SegmenterConfig(image_size=train_images.shape[1], steps=args.segmenter_steps,
                              time_budget=args.segmenter_budget,
