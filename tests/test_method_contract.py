@@ -13,8 +13,10 @@ from selfsight.methods import get_method, list_methods
 
 TINY_BACKBONE = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
 TINY_VIT = {"depth": 2, "embed_dim": 32, "num_heads": 2}
-# DINO must work on both kinds of backbone; MAE needs a ViT.
-CASES = [(m, "resnet18") for m in sorted(list_methods()) if not get_method(m).requires_vit]
+# DINO must work on both kinds of backbone; MAE needs a ViT. Signal-only methods keep the same
+# contract on a signal backbone in tests/test_signals_masked.py.
+IMAGE_METHODS = sorted(m for m in list_methods() if not get_method(m).signals_only)
+CASES = [(m, "resnet18") for m in IMAGE_METHODS if not get_method(m).requires_vit]
 CASES += [(m, "vit_tiny_patch16_224") for m in ("dino", "mae")]
 
 
@@ -191,7 +193,7 @@ def test_simclr_rotation_head_adds_a_weighted_rotation_loss(images):
     assert float(loss) == pytest.approx(float(contrastive + 0.5 * rotation), rel=1e-4)
 
 
-@pytest.mark.parametrize("method", sorted(list_methods()))
+@pytest.mark.parametrize("method", IMAGE_METHODS)
 def test_every_view_a_method_derives_fits_a_vit_patch_grid(method, images):
     """At 80 px a ViT has 16-px patches while DINO's local crops (96/224 of the size) would be
     34 px and globallocal's 2x2 local patches 40 px: every view size is rounded onto the patch

@@ -35,15 +35,15 @@ from selfsight.eval import extract_features, knn_accuracy, linear_probe
 from selfsight.eval.drift import drift_score
 from selfsight.eval.explore import explore_features
 from selfsight.eval.label_efficiency import FinetuneRecipe, label_efficiency
-from selfsight.eval.suite import SectionSizes, evaluation_sections
+from selfsight.eval.suite import SectionSizes, evaluation_sections, save_evaluation
 from selfsight.file_names import portable_name
 from selfsight.files import write_atomic, write_text
 from selfsight.label_selection import typical_picks
 from selfsight.methods import get_method
 from selfsight.progress import stage
-from selfsight.results import DriftResult, EvalResult, ExploreResult, LabelEfficiency
+from selfsight.results import DriftResult, EvalResult, ExploreResult
 from selfsight.run_folder import RunFolder
-from selfsight.signals.names import is_signal_source
+from selfsight.signals.names import is_signal_backbone, is_signal_source
 from selfsight.train.defaults import choose_backbone, choose_batch_size, choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.init_weights import init_method, initial_weights_record
@@ -115,6 +115,9 @@ def pretrain(
                                 resume=resume, allow_changed_data=allow_changed_data,
                                 **train_options)
     method_cls = get_method(method)
+    if method_cls.signals_only:
+        raise UserError(f"method '{method}' is for signals (uea:NAME, ucr:NAME, .npy/.npz/"
+                        ".csv/.ts files of (N, channels, length)), not images")
     config_from_dict(method_cls.Config, options or {}, f"{method} options")  # fail before loading
     device = device_for(train_options.get("accelerator", "auto"))
     backbone = choose_backbone(backbone, device, vit=method_cls.requires_vit)
@@ -180,11 +183,20 @@ def evaluate(
     robustness, per-class coverage, near-duplicates and inference cost, plus the test features
     and predictions (``<data>_predictions.npz``); with ``label_fractions`` the label-efficiency
     A/B against training from scratch (``<data>_label_efficiency.json``). ``sizes``: how many
-    images robustness and clustering use (default: seeded subsamples, see SectionSizes)."""
+    images robustness and clustering use (default: seeded subsamples, see SectionSizes).
+    A run with a signal backbone, or signal data, goes to :mod:`selfsight.signals.evaluate`
+    (raw-series 1-NN baselines in place of raw pixels; ``pixels`` switches them)."""
     run = RunFolder(run)
     backbone = load_backbone(run.root)
     device = default_device(device)
     cfg = backbone.config
+    if is_signal_source(data) or is_signal_backbone(cfg.name):
+        from selfsight.signals.evaluate import evaluate_signals
+
+        return evaluate_signals(
+            run, backbone, data, labels=labels, ks=ks, temperature=temperature, linear=linear,
+            raw=pixels, full=full, label_fractions=label_fractions, seeds=seeds, recipe=recipe,
+            device=device, progress=progress, sizes=sizes, train_rate=training_throughput(run))
     train, test = load_eval_sets(data, cfg.image_size, cfg.in_chans, labels, progress)
     started = time.perf_counter()
     train_f = extract_features(backbone, train.images, device=device, progress=progress)
@@ -204,22 +216,19 @@ def evaluate(
         with stage("raw-pixel kNN baseline", progress):
             baseline = pixel_knn(train, test, ks, temperature)
         result.update({f"pixels_{k}": v for k, v in baseline.items()})
+    predictions = None
     if full:
         sections, predictions = evaluation_sections(backbone, train, test, train_f, test_f,
                                                      device, pixels, progress, sizes)
         sections["compute"]["train_images_per_sec"] = training_throughput(run)
         result.update(sections)
-        write_atomic(run.evaluation(data, "_predictions.npz"),
-                     lambda f: np.savez_compressed(f, **predictions))
-    result["eval_seconds"] = round(time.perf_counter() - started, 1)
-    typed = EvalResult.from_json(result)
-    typed.save(run.evaluation(data))
-    if label_fractions:
-        typed.label_efficiency = LabelEfficiency.from_json(label_efficiency(
-            backbone, train, test, tuple(label_fractions), tuple(seeds), recipe, device,
-            progress))
-        typed.label_efficiency.save(run.evaluation(data, "_label_efficiency.json"))
-    return typed
+
+    def study() -> dict[str, Any]:
+        return label_efficiency(backbone, train, test, tuple(label_fractions), tuple(seeds),
+                                recipe, device, progress)
+
+    return save_evaluation(run, data, result, started, predictions,
+                           study if label_fractions else None)
 
 
 @runs_at_precision
@@ -231,14 +240,23 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
     well the clusters agree with them. Writes ``RUN/eval/<data>_explore.json``, the features and
     clusters (``_explore.npz``) and ``<data>_clusters.csv`` (file, cluster, similarity to its
     centre) for sorting the images by cluster. ``suggest`` N also picks the N images to label
-    first (TypiClust, :mod:`label_selection`) into ``<data>_to_label.csv``."""
+    first (TypiClust, :mod:`label_selection`) into ``<data>_to_label.csv``. A run with a signal
+    backbone, or signal data, explores every series (:mod:`selfsight.signals.embed`)."""
     run = RunFolder(run)
     backbone = load_backbone(run.root)
     cfg = backbone.config
-    images = load_every_image(data, cfg.image_size, cfg.in_chans, progress)
-    started = time.perf_counter()
-    features = extract_features(backbone, images.images, device=default_device(device),
-                                progress=progress).numpy()
+    if is_signal_source(data) or is_signal_backbone(cfg.name):
+        from selfsight.signals.embed import every_signal, signal_features
+
+        images = every_signal(data, backbone)  # a SignalSet: labels, skipped, row_names()
+        started = time.perf_counter()
+        features = signal_features(backbone, images.signals,
+                                   device=default_device(device)).numpy()
+    else:
+        images = load_every_image(data, cfg.image_size, cfg.in_chans, progress)
+        started = time.perf_counter()
+        features = extract_features(backbone, images.images, device=default_device(device),
+                                    progress=progress).numpy()
     result, rows = explore_features(features, clusters, max_clusters, labels=images.labels,
                                     progress=progress)
     result = {"run": str(run), "data": str(data), "images": len(images),
@@ -292,14 +310,31 @@ def training_throughput(run: RunFolder) -> float | None:
 def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200,
           device: str | None = None, progress: bool = True) -> DriftResult:
     """Embedding drift between two image sets (e.g. last month's and this month's images) in the
-    run's feature space: MMD^2 and a permutation p-value; written to ``RUN/eval/drift.json``."""
+    run's feature space: MMD^2 and a permutation p-value; written to ``RUN/eval/drift.json``.
+    A run with a signal backbone compares two signal sources (their training split, or the
+    one split a file holds) at its trained length."""
     run = RunFolder(run)
     backbone = load_backbone(run.root)
     cfg = backbone.config
-    feats = [extract_features(backbone, load_images(d, size=cfg.image_size,
-                                                    channels=cfg.in_chans,
-                                                    progress=progress).images,
-                              device=device, progress=progress) for d in (reference, current)]
+    if is_signal_backbone(cfg.name):
+        from selfsight.signals.data import load_signals
+        from selfsight.signals.embed import signal_features
+
+        feats = []
+        for data in (reference, current):
+            signals = load_signals(data, "train", cfg.image_size)
+            if signals.channels != cfg.in_chans:
+                raise UserError(f"{data}: {signals.channels} channels, but the backbone was "
+                                f"trained on {cfg.in_chans}")
+            feats.append(signal_features(backbone, signals.signals, device=device))
+    elif any(is_signal_source(d) for d in (reference, current)):
+        raise UserError(f"{run.root}: its backbone ({cfg.name}) is for images; drift on signals "
+                        "needs a run pretrained on signals")
+    else:
+        feats = [extract_features(backbone, load_images(d, size=cfg.image_size,
+                                                        channels=cfg.in_chans,
+                                                        progress=progress).images,
+                                  device=device, progress=progress) for d in (reference, current)]
     result = {"reference": str(reference), "current": str(current),
               "precision": current_precision(device).name,
               **drift_score(*feats, permutations=permutations)}

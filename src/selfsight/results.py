@@ -203,6 +203,10 @@ class EvalResult(Record):
     linear_probe: str | None = None
     # the raw-pixel baseline
     pixels_knn: dict[int, float] = field(default_factory=dict, metadata={"prefix": "pixels_knn_k"})
+    # the raw-signal baselines (signals): 1-NN on the standardised series, and how
+    raw_euclidean_1nn: float | None = None
+    raw_dtw_1nn: float | None = None
+    raw_baseline: str | None = None
     knn_sweep: dict[str, Any] | None = None
     few_shot: list[FewShot] | None = None
     clustering: Clustering | None = None
@@ -210,6 +214,7 @@ class EvalResult(Record):
     per_class: dict[str, Any] | None = None
     near_duplicates: dict[str, Any] | None = None
     compute: Compute | None = None
+    skipped_sections: dict[str, str] | None = None  # section: why it was not run
     eval_seconds: float | None = None
     label_efficiency: LabelEfficiency | None = None  # returned, written to its own file
 
@@ -311,6 +316,28 @@ class AnomalyScores(Record):
     pixel_threshold: float | None = field(default=None, metadata=KEEP_NONE)
     threshold_rule: str = ""
     skipped_files: list[str] | None = None
+    seconds: float | None = None
+    device: str | None = None
+    precision: str | None = None
+    results: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class SignalAnomalyScores(Record):
+    """``selfsight anomaly score`` on signals: ``scores.json`` beside ``step_scores.npy``."""
+
+    model: str = ""
+    signals: str = ""
+    count: int = 0
+    steps: int = 0
+    flagged: int = 0
+    flagged_steps: int = 0
+    threshold: float | None = field(default=None, metadata=KEEP_NONE)
+    threshold_rule: str = ""
+    window: int = 0
+    overlap: float = 0.0
+    step_scores: str = ""
+    skipped: list[dict[str, str]] | None = None
     seconds: float | None = None
     device: str | None = None
     precision: str | None = None

@@ -22,6 +22,7 @@ from selfsight.results import (
     LabelEfficiency,
     Record,
     SegmentResult,
+    SignalAnomalyScores,
 )
 
 DASH = "\u2013"
@@ -159,6 +160,11 @@ def summary_lines(result: Record) -> list[str]:
 def _(result: EvalResult) -> list[str]:
     lines = [text_table(headline_rows(result, result.label_efficiency),
                         ("", "this backbone", "raw pixels", "gain"))]
+    if result.raw_euclidean_1nn is not None:  # signals: raw-series baselines, not pixels
+        lines.append(f"raw-signal 1-NN: Euclidean {result.raw_euclidean_1nn:.3f}, DTW "
+                     f"{number(result.raw_dtw_1nn)} (embedding 1-NN: "
+                     f"{number(result.knn.get(1))}; {result.raw_baseline})")
+    lines += [f"not run: {name} ({why})" for name, why in (result.skipped_sections or {}).items()]
     if study := result.label_efficiency:
         header, *rows = efficiency_rows(study)
         lines.append(text_table(rows, header))
@@ -220,6 +226,16 @@ def _(result: AnomalyScores) -> list[str]:
                 f"{result.threshold_rule}"]
     return [f"{result.flagged} of {result.count} images flagged anomalous "
             f"(threshold {result.threshold:.4f}: {result.threshold_rule})"]
+
+
+@summary_lines.register
+def _(result: SignalAnomalyScores) -> list[str]:
+    scored = (f"{result.count} series, {result.steps} time steps scored (windows of "
+              f"{result.window} steps, overlap {result.overlap:g})")
+    if result.threshold is None:
+        return [f"{scored}; ranked, none flagged: {result.threshold_rule}"]
+    return [scored, f"{result.flagged} series and {result.flagged_steps} steps flagged anomalous "
+                    f"(threshold {result.threshold:.4f}: {result.threshold_rule})"]
 
 
 @summary_lines.register

@@ -21,8 +21,9 @@ from selfsight.config import config_from_dict
 from selfsight.data import ImageSet, load_every_image, load_images
 from selfsight.device import current_precision, default_device, runs_at_precision
 from selfsight.file_names import display_name, portable_name
-from selfsight.results import AnomalyScores
+from selfsight.results import AnomalyScores, SignalAnomalyScores
 from selfsight.run_folder import RunFolder
+from selfsight.signals.names import is_signal_backbone
 
 
 def _images(data: Any, size: int, channels: int, progress: bool = True) -> ImageSet:
@@ -42,10 +43,16 @@ def anomaly_fit(run: str | Path, normal_images: Any, out: str | Path | None = No
 
     ``options`` set :class:`AnomalyConfig` fields (levels, coreset, image_score, quantile,
     val_fraction, ...). A ``val_fraction`` slice of the normal images is held out of the bank;
-    the decision threshold is the ``quantile`` of their image scores.
+    the decision threshold is the ``quantile`` of their image scores. A run with a signal
+    backbone fits on signals instead (:mod:`selfsight.signals.anomaly_api`).
     """
-    config = config_from_dict(AnomalyConfig, options, "anomaly options")
     backbone = load_backbone(run)
+    if is_signal_backbone(backbone.config.name):  # sensor signals and time series
+        from selfsight.signals.anomaly_api import fit_signal_anomaly
+
+        return fit_signal_anomaly(backbone, run, normal_images, out, device=device,
+                                  progress=progress, **options)
+    config = config_from_dict(AnomalyConfig, options, "anomaly options")
     size = config.image_size or backbone.config.image_size
     channels = backbone.config.in_chans
     full = _full_images(normal_images, channels, config)  # headers only until read
@@ -95,11 +102,18 @@ def _tile_line(config: AnomalyConfig, tile: int, full: FullImages, size: int) ->
 @runs_at_precision
 def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = None, *,
                   overlays: int = 50, device: str | None = None,
-                  progress: bool = True) -> AnomalyScores:
+                  progress: bool = True) -> AnomalyScores | SignalAnomalyScores:
     """Score ``images`` with a fitted model; writes OUT/scores.json (per-file score and flag)
     and overlay PNGs of the ``overlays`` highest-scoring images to OUT/overlays/ (default OUT:
     MODEL_DIR/scores). Returns the JSON content. File names, in the JSON and in the overlays'
-    own names, are written as :func:`selfsight.files.portable_name` writes them."""
+    own names, are written as :func:`selfsight.files.portable_name` writes them. A model
+    fitted on signals scores every time step instead (OUT/step_scores.npy, no overlays)."""
+    from selfsight.signals.anomaly import is_signal_model
+
+    if is_signal_model(model_dir):
+        from selfsight.signals.anomaly_api import score_signal_anomaly
+
+        return score_signal_anomaly(model_dir, images, out, device=device, progress=progress)
     model = AnomalyModel.load(model_dir)
     channels = model.backbone.config.in_chans
     started = time.perf_counter()

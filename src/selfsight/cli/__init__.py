@@ -30,7 +30,7 @@ VERBS = (
          training.pretrain_arguments, training.run_pretrain),
     Verb("evaluate", "kNN and linear probe of a run's backbone",
          evaluation.evaluate_arguments, evaluation.run_evaluate),
-    Verb("drift", "embedding drift between two image sets",
+    Verb("drift", "embedding drift between two image (or signal) sets",
          evaluation.drift_arguments, evaluation.run_drift),
     Verb("list", "list methods, backbones or small-image recipes",
          catalogue.list_arguments, catalogue.run_list),

@@ -23,7 +23,9 @@ from selfsight.cli.options import (
 
 def evaluate_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("run", help=RUN_HELP)
-    e.add_argument("--data", default="fashion-mnist", help=LABELLED_HELP)
+    e.add_argument("--data", default="fashion-mnist",
+                   help=f"{LABELLED_HELP}; for a run on signals, labelled signals (uea:NAME, "
+                        "ucr:NAME, a .ts file, a .npz of X, y, X_test, y_test, ...)")
     e.add_argument("--labels", default=None, help="CSV of file,label")
     e.add_argument("--no-linear", action="store_true")
     e.add_argument("--quick", action="store_true",
@@ -83,8 +85,9 @@ def run_explore(args: argparse.Namespace) -> int:
 
 def drift_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("run", help=RUN_HELP)
-    d.add_argument("reference", help="the earlier images (folder, or 'fashion-mnist')")
-    d.add_argument("current", help="the images to compare with them")
+    d.add_argument("reference", help="the earlier images (folder, or 'fashion-mnist'); for a "
+                                     "signal run, signals (.npy/.npz/.csv/.ts, uea:/ucr:NAME)")
+    d.add_argument("current", help="the images (or signals) to compare with them")
     d.add_argument("--permutations", type=positive_int, default=200,
                    help="permutations of the significance test")
     add_device_options(d)

@@ -32,7 +32,9 @@ ALLOW_CHANGED_HELP = ("with --resume: continue although files were added to or r
 
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default="fashion-mnist",
-                   help="'fashion-mnist' or an image folder (searched recursively)")
+                   help="'fashion-mnist' or an image folder (searched recursively); signals: "
+                        "uea:/ucr:NAME, .npy/.npz/.csv/.parquet/.ts, long:FILE, or a folder "
+                        "of .csv files (one recording each)")
     p.add_argument("--method", default="simclr", help="see `selfsight list methods`")
     p.add_argument("--backbone", default="auto",
                    help="any timm model name or selfsight alias (`selfsight list backbones`); "

@@ -23,13 +23,16 @@ def anomaly_arguments(a: argparse.ArgumentParser) -> None:
     verbs = a.add_subparsers(dest="anomaly_command", required=True)
     f = verbs.add_parser("fit", help="memory bank of a run's features on normal images")
     f.add_argument("run", help=RUN_HELP)
-    f.add_argument("normal_images", help="folder of normal (defect-free) images")
+    f.add_argument("normal_images", help="folder of normal (defect-free) images; for a signal "
+                                         "run, normal signals (.npy/.npz/.csv/.ts, uea:/ucr:/"
+                                         "tsad:NAME; one long recording or many series)")
     f.add_argument("--out", default=None, help="model folder (default RUN/anomaly)")
     f.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="anomaly option, e.g. --set coreset=0.05 or --set quantile=0.995")
     s = verbs.add_parser("score", help="score images with a fitted model")
     s.add_argument("model_dir", help="folder written by `selfsight anomaly fit`")
-    s.add_argument("images", help="folder of images to score")
+    s.add_argument("images", help="folder of images to score; for a signal model, signals "
+                                  "(every time step is scored)")
     s.add_argument("--out", default=None, help="results folder (default MODEL_DIR/scores)")
     s.add_argument("--overlays", type=non_negative_int, default=50,
                    help="overlay PNGs of the top N images (0: none)")
@@ -50,7 +53,8 @@ def run_anomaly(args: argparse.Namespace) -> int:
                                      overlays=args.overlays, **device_kwargs(args))
     print_lines(summary_lines(result))
     out = args.out or f"{args.model_dir}/scores"
-    print(f"written to {out}/scores.json and {out}/overlays/")
+    shown = "step_scores.npy" if "step_scores" in result else "overlays/"
+    print(f"written to {out}/scores.json and {out}/{shown}")
     return 0
 
 
@@ -124,7 +128,8 @@ def export_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("--out", default=None, help="output folder (default RUN/export)")
     x.add_argument("--opset", type=positive_int, default=17)
     x.add_argument("--images", default=None,
-                   help="real images for the parity check (default: the run's training data)")
+                   help="real images (signals, for a signal run) for the parity check "
+                        "(default: the run's training data)")
     x.add_argument("--float-input", action="store_true",
                    help="graph takes normalised float (B, C, S, S) instead of uint8 (B, H, W, C)")
     x.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")

@@ -10,12 +10,18 @@ from tqdm.auto import tqdm
 from selfsight.backbones import Backbone
 from selfsight.device import autocast, current_precision
 from selfsight.errors import UserError
+from selfsight.signals.names import is_signal_backbone
 
 
 def preprocess(images: torch.Tensor, backbone: Backbone, size: int | None = None) -> torch.Tensor:
     """uint8 (B, C, H, W) -> the float input the backbone was trained on: resized to ``size``
-    (default: its image size) and normalised with its statistics. No augmentation."""
+    (default: its image size) and normalised with its statistics. No augmentation.
+
+    A signal backbone takes raw float signals (B, C, 1, L) as they are: it standardises them
+    itself with the statistics it saved (:mod:`selfsight.signals.backbones`)."""
     cfg = backbone.config
+    if is_signal_backbone(cfg.name):
+        return images.float()
     size = size or cfg.image_size
     x = images.float().div_(255)
     if x.shape[-2:] != (size, size):
@@ -35,7 +41,8 @@ def extract_features(
     normalize: bool = True,
     progress: bool = True,
 ) -> torch.Tensor:
-    """(N, H, W, C) uint8 -> (N, D) float32 features on the CPU. A NaN or inf in them is a
+    """(N, H, W, C) uint8 (or, for a signal backbone, the float signals of
+    ``SignalSet.images``, (N, 1, L, C)) -> (N, D) float32 features on the CPU. A NaN or inf is a
     UserError: every score computed from them (kNN, probes, clusters, an embedding file) would
     be meaningless without a word."""
     device = torch.device(device or next(backbone.parameters()).device)

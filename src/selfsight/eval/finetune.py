@@ -4,7 +4,8 @@ scratch. With a ``teacher`` it is also the third step of SimCLRv2 (Chen et al., 
 self-supervised models are strong semi-supervised learners", sec. 2.3): the student learns the
 fine-tuned teacher's soft predictions on unlabelled images beside the labelled loss.
 
-Plain recipe, stated in the result: crop + flip views drawn on the device (in fp32), AdamW,
+Plain recipe, stated in the result: crop + flip views (on signals jitter + scaling, see
+:func:`finetune_views`) drawn on the device (in fp32), AdamW,
 warm-up + cosine, label smoothing 0.1, autocast at the current precision (bf16 where native), all
 run by :func:`selfsight.train.loop.train_steps`. No layer-wise decay, mixup or cutmix: at a few
 CPU epochs they cost more than they give.
@@ -21,12 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from selfsight.backbones import Backbone
+from selfsight.backbones import Backbone, BackboneConfig
 from selfsight.device import autocast
 from selfsight.eval.extract import preprocess
 from selfsight.nn.param_groups import decay_groups
+from selfsight.signals.names import is_signal_backbone
+from selfsight.signals.views import SignalViewConfig, SignalViewPipeline, SignalViews
 from selfsight.train.loop import train_steps
 from selfsight.views import MultiViewConfig, ViewConfig, ViewPipeline
+
+# Jitter (0.1) and per-channel scaling (0.2) in units of each channel's standard deviation.
+SIGNAL_FINETUNE_VIEW = SignalViewConfig(crop_scale=(1.0, 1.0), magnitude_warp_sigma=0.0,
+                                        time_warp_sigma=0.0, channel_drop_p=0.0)
 
 
 class Classifier(nn.Module):
@@ -57,6 +64,23 @@ class BatchSampler:
         return idx.sort().values.numpy()
 
 
+def finetune_views(cfg: BackboneConfig) -> nn.Module:
+    """The one view a classifier trains on: a crop (half the area or more) and a flip of an
+    image; for a signal backbone, jitter and per-channel scaling of the whole series, the weak
+    view of TS-TCC (Eldele et al., 2021), since a flip or a crop can change a series' class."""
+    if is_signal_backbone(cfg.name):
+        return SignalViewPipeline(SignalViews(views=[SIGNAL_FINETUNE_VIEW]), cfg.mean, cfg.std)
+    return ViewPipeline(MultiViewConfig(views=[ViewConfig(
+        size=cfg.image_size, scale=(0.5, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)]),
+        cfg.mean, cfg.std)
+
+
+def finetune_views_note(cfg: BackboneConfig) -> str:
+    """:func:`finetune_views` in words, for the recipe line of a result."""
+    return "jitter + channel-scaling views" if is_signal_backbone(cfg.name) \
+        else "crop+flip views"
+
+
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                        temperature: float) -> torch.Tensor:
     """-sum_y p_T(y|x; t) log p_S(y|x; t), averaged over the batch (SimCLRv2, eq. 3)."""
@@ -81,7 +105,8 @@ def train_classifier(
     temperature: float = 1.0,
 ) -> Classifier:
     """A classifier on a copy of ``backbone`` (left untouched) after ``steps`` steps on the
-    labelled ``images`` (N, H, W, C) uint8; with ``teacher``, each step also draws a batch of
+    labelled ``images`` (N, H, W, C) uint8 (for a signal backbone the float signals
+    (N, 1, L, C) of ``SignalSet.images``); with ``teacher``, each step also draws a batch of
     ``unlabeled`` images and adds the soft cross-entropy to the teacher's predictions on the
     same view."""
     if (teacher is None) != (unlabeled is None):
@@ -91,9 +116,7 @@ def train_classifier(
     cfg = backbone.config
     model = Classifier(copy.deepcopy(backbone), num_classes).to(device).train()
     opt = torch.optim.AdamW(decay_groups(list(model.parameters()), weight_decay), lr=lr)
-    views = ViewPipeline(MultiViewConfig(views=[ViewConfig(
-        size=cfg.image_size, scale=(0.5, 1.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)]),
-        cfg.mean, cfg.std)
+    views = finetune_views(cfg)
     view_gen = torch.Generator(device=device).manual_seed(seed)
     labelled = BatchSampler(len(images), batch_size, seed)
     unlabelled = None if unlabeled is None else BatchSampler(len(unlabeled), batch_size, seed + 1)

@@ -30,7 +30,7 @@ from selfsight.backbones import Backbone
 from selfsight.data import ImageSet
 from selfsight.errors import UserError
 from selfsight.eval.extract import extract_features
-from selfsight.eval.finetune import Classifier, accuracy, train_classifier
+from selfsight.eval.finetune import Classifier, accuracy, finetune_views_note, train_classifier
 from selfsight.eval.linear import linear_probe
 
 
@@ -137,6 +137,10 @@ def validated_steps(start: Backbone, images: np.ndarray, labels: np.ndarray, cla
     candidates = sorted({max(1, round(m * base)) for m in recipe.step_ladder})
     if len(candidates) == 1:
         return {"steps": candidates[0]}
+    if recipe.validation_folds == 1 and np.bincount(labels)[np.unique(labels)].min() < 2:
+        # A hold-out would take a class's only image (at 10% of a 40-series set, all of them).
+        return {"steps": candidates[0], "fixed": "a class has one labelled image, none to hold "
+                                                  "out: the ladder's first rung"}
     splits = validation_splits(labels, recipe, seed)
 
     def score(steps: int) -> float:
@@ -272,7 +276,8 @@ def label_efficiency(
         note += (f"; an upper bound: scratch@{float(full):.0%} chose the ladder's top rung and "
                  "may still improve with longer training")
     return {"fractions": list(fractions), "seeds": list(seeds),
-            "recipe": ("fine-tune: crop+flip views, AdamW, warm-up + cosine, label smoothing 0.1, "
+            "recipe": (f"fine-tune: {finetune_views_note(backbone.config)}, AdamW, warm-up + "
+                       "cosine, label smoothing 0.1, "
                        f"bf16 autocast, {recipe.settings()}; steps = max(min_steps, epochs x "
                        "labelled images / batch), times the step_ladder rung that scores best on a"
                        " stratified validation_fraction hold-out of the first seed's subset (or "

@@ -20,7 +20,9 @@ def knn_sweep(
     temperatures: tuple[float, ...] = (0.02, 0.05, 0.07, 0.1, 0.2, 0.5),
     chunk: int = 2048,
 ) -> dict:
-    """Weighted-kNN top-1 for every (k, T): the neighbours are found once, at the largest k."""
+    """Weighted-kNN top-1 for every (k, T): the neighbours are found once, at the largest k.
+    A k over the bank's size is capped to it (the ``ks`` of the result are the k used)."""
+    ks = tuple(sorted({min(k, len(bank)) for k in ks}))
     bank_labels, query_labels = bank_labels.long(), query_labels.long()
     num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     k_max = min(max(ks), len(bank))

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +20,10 @@ from selfsight.eval.knn import knn_predict
 from selfsight.eval.probes import few_shot, knn_sweep
 from selfsight.eval.robustness import corruption_accuracy
 from selfsight.eval.timing import median_ms_per_image
+from selfsight.files import write_atomic
 from selfsight.progress import stage
+from selfsight.results import EvalResult, LabelEfficiency
+from selfsight.run_folder import RunFolder
 
 FEW_SHOT_SETTINGS = ((5, 1), (5, 5), (10, 5))
 
@@ -53,9 +59,11 @@ def evaluation_sections(
     pixels: bool = True,
     progress: bool = True,
     sizes: SectionSizes | None = None,
+    robustness: bool = True,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """(sections, predictions): kNN sweep, few-shot, clustering, robustness, per-class
-    coverage, near-duplicates and inference cost; predictions = test features, labels, kNN."""
+    """(sections, predictions): kNN sweep, few-shot, clustering, robustness (image corruptions;
+    ``robustness=False`` leaves it out, as for signals), per-class coverage, near-duplicates
+    and inference cost; predictions = test features, labels, kNN."""
     sizes = sizes or SectionSizes()
     y_train, y_test = torch.tensor(train.labels).long(), torch.tensor(test.labels).long()
     classes = int(max(y_train.max(), y_test.max())) + 1
@@ -78,8 +86,9 @@ def evaluation_sections(
             sections["clustering"]["pixels"] = cluster_metrics(
                 pixel_vectors(both[rows]), all_labels[rows], n_init=1)
         sections["clustering"]["subsample"] = subsample_note(rows, len(all_labels), sizes)
-    sections["robustness"] = knn_robustness(backbone, train_f, y_train, test, device, sizes,
-                                            progress)
+    if robustness:
+        sections["robustness"] = knn_robustness(backbone, train_f, y_train, test, device, sizes,
+                                                progress)
     with stage("per-class accuracy, near-duplicates, inference latency", progress):
         sections["per_class"] = per_class(train.labels, test.labels, predicted, test.classes)
         sections["near_duplicates"] = {
@@ -143,3 +152,21 @@ def inference_cost(backbone: Backbone, images: np.ndarray, device: torch.device,
             "latency_ms_batch1": round(median_ms_per_image(lambda: features(x[:1]), 1, repeats), 3),
             "inference_ms_per_image": round(
                 median_ms_per_image(lambda: features(x), len(x), repeats), 4)}
+
+
+def save_evaluation(run: RunFolder, data: Any, result: dict[str, Any], started: float,
+                    predictions: dict[str, np.ndarray] | None,
+                    label_study: Callable[[], dict[str, Any]] | None) -> EvalResult:
+    """The end every ``evaluate`` shares: the predictions (``<data>_predictions.npz``), the
+    result with its time (``<data>.json``), then, with ``label_study``, the label-efficiency
+    study it runs (``<data>_label_efficiency.json``), each written atomically."""
+    if predictions is not None:
+        write_atomic(run.evaluation(data, "_predictions.npz"),
+                     lambda f: np.savez_compressed(f, **predictions))
+    result["eval_seconds"] = round(time.perf_counter() - started, 1)
+    typed = EvalResult.from_json(result)
+    typed.save(run.evaluation(data))
+    if label_study is not None:
+        typed.label_efficiency = LabelEfficiency.from_json(label_study())
+        typed.label_efficiency.save(run.evaluation(data, "_label_efficiency.json"))
+    return typed

@@ -9,7 +9,9 @@ matrix products, which ONNX can express exactly), normalises with the run's mean
 the pooled features (B, D) float32, not L2-normalised (``embed`` and kNN normalise them); for
 a classifier folder from ``selfsight finetune`` it returns the class probabilities instead. With
 ``preprocessing=False`` the input is instead the normalised float32 tensor (B, C, S, S) that the
-backbone itself takes. The batch axis is dynamic.
+backbone itself takes. A run with a signal backbone takes **float32 signals (B, C, L)** at the
+trained length, raw: the backbone standardises each channel with its training statistics inside
+the graph; its parity is checked on the run's own training series. The batch axis is dynamic.
 
 Exporter: torch 2.11-2.14 offer the TorchScript exporter (``dynamo=False``, deprecated but
 dependency-free) and the ``torch.export`` one (``dynamo=True``, needs ``onnxscript``, which
@@ -39,8 +41,11 @@ from selfsight.eval.extract import preprocess
 from selfsight.eval.timing import median_ms_per_image
 from selfsight.results import ExportResult
 from selfsight.run_folder import RunFolder
+from selfsight.signals.data import load_signals
+from selfsight.signals.names import is_signal_backbone, is_signal_source
 
 INPUT, OUTPUT, PROBABILITIES = "images", "features", "probabilities"
+SIGNAL_INPUT = "signals"
 TOLERANCE = 1e-4  # max |onnx - torch| in fp32
 PARITY_BATCHES = (1, 7, 32)
 DEFAULT_OPSET = 17
@@ -65,6 +70,10 @@ class DeployModel(nn.Module):
                  head: nn.Linear | None = None) -> None:
         super().__init__()
         cfg = backbone.config
+        # A signal backbone standardises its raw (B, C, L) input itself: nothing to add.
+        self.signal = is_signal_backbone(cfg.name)
+        self.input_name = SIGNAL_INPUT if self.signal else INPUT
+        preprocessing = preprocessing and not self.signal
         self.backbone, self.preprocessing, self.head = backbone, preprocessing, head
         self.resize = preprocessing and input_size != cfg.image_size
         if self.resize:
@@ -112,6 +121,35 @@ def parity_inputs(backbone: Backbone, run: Path, images: Any, input_size: int | 
     return np.asarray(found.images[np.sort(index)]), f"{len(index)} of {where}"
 
 
+def signal_parity_inputs(backbone: Backbone, run: Path, signals: Any, count: int,
+                         seed: int = 0) -> tuple[np.ndarray, str]:
+    """(count, C, L) float32 real series at the backbone's length (from ``signals``, any
+    ``load_signals`` source, or the run's training data) and a note of where they came from;
+    random ones around the training mean only when the run's data cannot be loaded."""
+    cfg = backbone.config
+    found, where = None, str(signals)
+    if signals is not None:
+        found = load_signals(signals, "train", cfg.image_size, verbose=False)
+    else:
+        data = RunFolder(run).read_config().get("data")
+        where = f"the run's training series ({data})"
+        try:
+            found = load_signals(data, "train", cfg.image_size, verbose=False) \
+                if is_signal_source(data) else None
+        except (ValueError, FileNotFoundError, OSError):
+            found = None
+    rng = np.random.default_rng(seed)
+    if found is None:
+        mean, std = (np.asarray(v, np.float32).reshape(1, -1, 1) for v in (cfg.mean, cfg.std))
+        series = rng.normal(size=(count, cfg.in_chans, cfg.image_size)) * std + mean
+        return series.astype(np.float32), "random series (the run's data could not be loaded)"
+    if found.channels != cfg.in_chans:
+        raise UserError(f"{where}: {found.channels} channels, but the backbone was trained on "
+                        f"{cfg.in_chans}")
+    index = rng.choice(len(found), size=count, replace=len(found) < count)
+    return found.signals[np.sort(index)], f"{len(index)} of {where}"
+
+
 def _export(model: DeployModel, example: torch.Tensor, model_path: Path, opset: int,
             dynamo: bool) -> bytes:
     """The exported model, as bytes: nothing is written at ``model_path`` yet (it is written
@@ -129,9 +167,9 @@ def _export(model: DeployModel, example: torch.Tensor, model_path: Path, opset: 
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(model, (example,), str(target) if dynamo else target,
-                              input_names=[INPUT], output_names=[output], opset_version=opset,
-                              dynamo=dynamo,
-                              dynamic_axes={INPUT: {0: "batch"}, output: {0: "batch"}})
+                              input_names=[model.input_name], output_names=[output],
+                              opset_version=opset, dynamo=dynamo,
+                              dynamic_axes={model.input_name: {0: "batch"}, output: {0: "batch"}})
         return onnx.load(str(scratch)).SerializeToString() if dynamo else target.getvalue()
     except OSError as error:
         translated = files.disk_error(error, model_path)
@@ -165,9 +203,19 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _torch_input(model: DeployModel, pixels: np.ndarray) -> torch.Tensor:
+def _reference_input(model: DeployModel, pixels: np.ndarray) -> torch.Tensor:
+    """What the backbone takes in PyTorch: selfsight's own ``preprocess`` of uint8 (B, H, W, C)
+    images, or float32 signals (B, C, L) as they are."""
+    if model.signal:
+        return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
     x = torch.from_numpy(np.ascontiguousarray(pixels))  # (B, H, W, C) uint8
-    return x if model.preprocessing else preprocess(x.permute(0, 3, 1, 2), model.backbone)
+    return preprocess(x.permute(0, 3, 1, 2), model.backbone)
+
+
+def _torch_input(model: DeployModel, pixels: np.ndarray) -> torch.Tensor:
+    if model.preprocessing:
+        return torch.from_numpy(np.ascontiguousarray(pixels))  # (B, H, W, C) uint8
+    return _reference_input(model, pixels)
 
 
 @torch.no_grad()
@@ -177,9 +225,8 @@ def check_parity(model: DeployModel, session: Any, pixels: np.ndarray,
     F.interpolate) and the backbone, in fp32."""
     diffs = {}
     for b in batch_sizes:
-        x = torch.from_numpy(np.ascontiguousarray(pixels[:b]))  # (b, H, W, C) uint8
-        ref = model.outputs(model.backbone(preprocess(x.permute(0, 3, 1, 2), model.backbone)))
-        got = session.run(None, {INPUT: _torch_input(model, pixels[:b]).numpy()})[0]
+        ref = model.outputs(model.backbone(_reference_input(model, pixels[:b])))
+        got = session.run(None, {model.input_name: _torch_input(model, pixels[:b]).numpy()})[0]
         if got.shape != tuple(ref.shape):
             raise ValueError(f"ONNX output {got.shape} for batch {b}, expected "
                              f"{tuple(ref.shape)}: the batch axis is not dynamic")
@@ -194,8 +241,8 @@ def cpu_latency(model: DeployModel, session: Any, pixels: np.ndarray, batch_size
     out: dict[str, dict[str, float]] = {"onnxruntime": {}, "pytorch": {}}
     for b in batch_sizes:
         batch = np.resize(pixels, (b, *pixels.shape[1:]))  # real images, repeated if needed
-        feed = {INPUT: _torch_input(model, batch).numpy()}
-        x = torch.from_numpy(feed[INPUT])
+        feed = {model.input_name: _torch_input(model, batch).numpy()}
+        x = torch.from_numpy(feed[model.input_name])
         reps = max(3, repeats // max(1, b // 32))
         out["onnxruntime"][str(b)] = median_ms_per_image(lambda f=feed: session.run(None, f), b,
                                                          reps)
@@ -232,14 +279,18 @@ def export_onnx(
         backbone, head, classes = classifier.backbone, classifier.head, meta["classes"]
         head = head.float().cpu().eval()
         if images is None and isinstance(meta.get("data"), str) and (
-                meta["data"].startswith("fashion-mnist") or Path(meta["data"]).is_dir()):
+                meta["data"].startswith("fashion-mnist") or Path(meta["data"]).is_dir()
+                or is_signal_source(meta["data"])):
             images = meta["data"]  # the labelled images it was fine-tuned on, for parity
     else:
         backbone = load_backbone(run)
     backbone = backbone.float().cpu().eval()
     cfg = backbone.config
     count = max((*batch_sizes, 1)) if check else 1
-    pixels, source = parity_inputs(backbone, run, images, input_size, max(count, 32))
+    if is_signal_backbone(cfg.name):
+        pixels, source = signal_parity_inputs(backbone, run, images, max(count, 32))
+    else:
+        pixels, source = parity_inputs(backbone, run, images, input_size, max(count, 32))
     size = pixels.shape[1]
     model = DeployModel(backbone, size, preprocessing, head).eval()
     out_dir = Path(out) if out is not None else RunFolder(run).export_dir
@@ -264,6 +315,12 @@ def export_onnx(
     if cfg.standardize:
         spec["preprocessing"] += "; then, inside the graph, each image to zero mean and unit " \
                                  "variance (the backbone's standardize option)"
+    if model.signal:
+        spec["input"] = {"name": SIGNAL_INPUT, "dtype": "float32", "layout": "NCL",
+                         "shape": ["batch", cfg.in_chans, cfg.image_size],
+                         "normalisation": {"mean": list(cfg.mean), "std": list(cfg.std)}}
+        spec["preprocessing"] = ("inside the graph: each channel (x - mean) / std with the "
+                                 "training split's statistics; feed raw signals")
     labelled = _label(exported, {"selfsight_run": str(run), **spec})
     files.write_atomic(model_path, lambda f: f.write(labelled), len(labelled))
     result: dict[str, Any] = {

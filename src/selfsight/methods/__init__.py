@@ -7,6 +7,7 @@ from selfsight.methods import (  # noqa: F401  (each module registers its method
     global_local,
     hierarchical,
     mae,
+    masked_signal,
     moco_v3,
     rotnet,
     simclr,

@@ -100,6 +100,7 @@ class Method(L.LightningModule):
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     requires_vit: ClassVar[bool] = False  # e.g. MAE: patch tokens needed
+    signals_only: ClassVar[bool] = False  # e.g. masked: reconstructs time steps of signals
     # Each view is cut into view_cells x view_cells parts that go through the backbone on their
     # own (globallocal's 2x2 local patches): on a ViT each part must hold whole patches.
     view_cells: ClassVar[int] = 1

@@ -149,12 +149,20 @@ def explore_section(run: Path, name: str, result: ExploreResult, prefix: str,
 
 def _explore_images(run: Path, result: dict[str, Any]) -> Any:
     """(None, every image explored) in the order of the arrays file, shaped like
-    :func:`_eval_images` so the same checks apply, or the error that stopped them loading."""
+    :func:`_eval_images` so the same checks apply, or the error that stopped them loading.
+    Signals come as the series drawn as line plots (:mod:`selfsight.reports.signal_tiles`)."""
     from selfsight.backbones import load_backbone
     from selfsight.data import load_every_image
+    from selfsight.signals.names import is_signal_backbone
 
     try:
-        cfg = load_backbone(run).config
+        backbone = load_backbone(run)
+        cfg = backbone.config
+        if is_signal_backbone(cfg.name):
+            from selfsight.reports.signal_tiles import DrawnSignals
+            from selfsight.signals.embed import every_signal  # the rows explore embedded
+
+            return None, DrawnSignals(every_signal(result["data"], backbone))
         return None, load_every_image(result["data"], cfg.image_size, cfg.in_chans,
                                       progress=False)
     except (ValueError, FileNotFoundError, KeyError) as err:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from selfsight.errors import UserError
-from selfsight.signals.names import PREFIXES, SUFFIXES
+from selfsight.signals.names import PREFIXES, SUFFIXES, is_signal_source, signal_path
 from selfsight.signals.readers import Series, read_bundled, read_file
 
 SPLITS = ("train", "test")
@@ -70,12 +69,14 @@ class SignalSet:
 def load_signals(data: Any, split: str = "train", length: int | None = None,
                  classes: list[str] | None = None, verbose: bool = True) -> SignalSet:
     """One split of ``data``: ``uea:NAME`` / ``ucr:NAME`` (aeon's bundled sets), a ``.ts``,
-    ``.npy``, ``.npz`` or ``.csv`` file, or an array (N, L) / (N, C, L).
+    ``.npy``, ``.npz``, ``.csv`` or ``.parquet`` file (wide, or long: ``long:FILE``), a folder
+    of CSV files (one recording each), or an array (N, L) / (N, C, L).
 
     ``length``: crop or pad every series to it (default: the longest series). ``classes``:
     number the labels by this list (a test split by its training split's classes)."""
     if split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    rows, read_notes = None, ()
     if isinstance(data, np.ndarray):
         if split == "test":
             raise UserError("an in-memory array holds one split; there is no test split")
@@ -87,29 +88,37 @@ def load_signals(data: Any, split: str = "train", length: int | None = None,
     elif isinstance(data, str) and data.startswith(PREFIXES):
         series, labels = read_bundled(data, split)
         where, name = data, f"{data.split(':', 1)[1]}-{split}"
-    elif isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() in SUFFIXES:
-        series, labels = read_file(data, split)
-        where, name = str(data), f"{Path(data).stem}-{split}"
+    elif isinstance(data, (str, os.PathLike)) and is_signal_source(data):
+        series, labels, rows, read_notes = read_file(data, split)
+        where, name = str(data), f"{signal_path(data).stem}-{split}"
     else:
         raise UserError(f"cannot read signals from {data!r}; accepted: 'uea:NAME' or "
-                        f"'ucr:NAME' (bundled sets), a {'/'.join(SUFFIXES)} file, or an array")
-    return as_signal_set(series, labels, where, name, length, classes, verbose)
+                        f"'ucr:NAME' (bundled sets), a {'/'.join(SUFFIXES)} file, a folder of "
+                        ".csv files, or an array")
+    return as_signal_set(series, labels, where, name, length, classes, verbose, rows,
+                         read_notes)
 
 
 def as_signal_set(series: Series, labels: list[str] | None, where: str, name: str,
                   length: int | None = None, classes: list[str] | None = None,
-                  verbose: bool = True) -> SignalSet:
-    """Raw series to a SignalSet: empty series skipped, NaNs filled, one length; each change
-    counted in ``notes`` (printed when ``verbose``)."""
-    notes, skipped, kept = [], [], []
+                  verbose: bool = True, rows: list[str] | None = None,
+                  read_notes: tuple[str, ...] = ()) -> SignalSet:
+    """Raw series to a SignalSet: empty series skipped, NaNs filled, one length, constant
+    channels found; each change counted in ``notes`` after the reader's ``read_notes`` (printed
+    when ``verbose``). ``rows``: the series' names (file names, ids), kept for those kept."""
+    notes, skipped, kept = list(read_notes), [], []
     channels = {s.shape[0] for s in series}
     if len(channels) > 1:
-        raise UserError(f"{where}: series have different channel counts {sorted(channels)}")
+        odd = next(i for i, s in enumerate(series) if s.shape[0] != series[0].shape[0])
+        raise UserError(f"{where}, series {rows[odd] if rows else odd + 1}: "
+                        f"{series[odd].shape[0]} channels where the first has "
+                        f"{series[0].shape[0]} (series have different channel counts)")
     nans = 0
     for row, s in enumerate(series):
         missing = np.isnan(s)
         if s.shape[1] == 0 or missing.all(axis=1).any():
-            skipped.append((f"{where}#{row + 1}", "no values (a 0-length or all-missing series)"))
+            skipped.append((f"{where}#{rows[row] if rows else row + 1}",
+                            "no values (a 0-length or all-missing series)"))
             continue
         if not np.isfinite(s[~missing]).all():
             raise UserError(f"{where}, series {row + 1}: infinite values")
@@ -119,7 +128,7 @@ def as_signal_set(series: Series, labels: list[str] | None, where: str, name: st
         raise UserError(f"{where}: no series with values ({len(series)} read, all empty)")
     if skipped:
         notes.append(f"{len(skipped)} of {len(series)} series skipped: no values "
-                     f"(first: row {skipped[0][0].rsplit('#', 1)[1]})")
+                     f"(first: {'' if rows else 'row '}{skipped[0][0].rsplit('#', 1)[1]})")
     if nans:
         notes.append(f"{nans} missing values (NaN) filled by linear interpolation in time")
     lengths = [series[i].shape[1] for i in kept]
@@ -128,20 +137,27 @@ def as_signal_set(series: Series, labels: list[str] | None, where: str, name: st
         notes.append(f"lengths {min(lengths)}..{max(lengths)}: cropped or padded (with each "
                      f"series' last value) to {target} steps")
     array = np.stack([fit_length(fill_missing(series[i]), target) for i in kept])
+    constant = np.flatnonzero(~_varies(*_moments(array)))
+    if len(constant):
+        notes.append(f"channel(s) {[int(c) + 1 for c in constant[:8]]} constant: standardising "
+                     "would divide by zero, so they standardise to zeros (std taken as 1)")
     label_array, classes = _numbered(labels, kept, classes, where)
     if verbose:
         for note in notes:
             print(f"{where} ({name}): {note}", file=sys.stderr, flush=True)
-    return SignalSet(array.astype(np.float32), label_array, classes, name, skipped, notes)
+    return SignalSet(array.astype(np.float32), label_array, classes, name, skipped, notes,
+                     rows=[rows[i] for i in kept] if rows else None)
 
 
-def load_signal_splits(data: Any, length: int | None = None, verbose: bool = True
-                       ) -> tuple[SignalSet, SignalSet | None]:
-    """(train, test) of ``data``, the test split at the training length and numbered by the
-    training classes; test is None when the source has no test split."""
+def load_signal_splits(data: Any, length: int | None = None, verbose: bool = True,
+                       own_lengths: bool = False) -> tuple[SignalSet, SignalSet | None]:
+    """(train, test) of ``data``, the test split at the training length (``own_lengths``: at
+    its own, as anomaly scores of every step need) and numbered by the training classes; test
+    is None when the source has no test split."""
     train = load_signals(data, "train", length, verbose=verbose)
+    test_length = length if own_lengths else length or train.length
     try:
-        test = load_signals(data, "test", length or train.length, train.classes, verbose)
+        test = load_signals(data, "test", test_length, train.classes, verbose)
     except UserError as error:
         if "no test split" not in str(error):
             raise
@@ -172,11 +188,20 @@ def fit_length(series: np.ndarray, length: int) -> np.ndarray:
 def channel_stats(signals: SignalSet) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation over every series and step of a (training)
     split; a constant channel gets std 1, so it standardises to zeros instead of dividing by 0."""
-    x = signals.signals.astype(np.float64)
-    mean = x.mean(axis=(0, 2))
-    std = x.std(axis=(0, 2))
-    std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    mean, std = _moments(signals.signals)
+    std = np.where(_varies(mean, std), std, 1.0)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _moments(signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of (N, C, L) over series and steps."""
+    x = signals.astype(np.float64)
+    return x.mean(axis=(0, 2)), x.std(axis=(0, 2))
+
+
+def _varies(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Channels whose spread is more than rounding: the others would divide by ~0."""
+    return std > 1e-8 * np.maximum(1.0, np.abs(mean))
 
 
 def _numbered(labels: list[str] | None, kept: list[int], classes: list[str] | None,

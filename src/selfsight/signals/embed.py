@@ -50,6 +50,8 @@ def every_signal(data: Any, backbone: Backbone) -> SignalSet:
     """The training then the test split of ``data`` (the training split alone when there is no
     test split) at the backbone's length, labels numbered by the training classes."""
     cfg = backbone.config
+    if not is_signal_backbone(cfg.name):
+        raise UserError(f"the {cfg.name} backbone is for images; {data} holds signals")
     train, test = load_signal_splits(data, length=cfg.image_size)
     if train.channels != cfg.in_chans:
         raise UserError(f"{data}: {train.channels} channels, but the backbone was trained on "
@@ -72,9 +74,6 @@ def embed_signals(run: str | Path, data: Any, out: str | Path, batch_size: int =
     if out.suffix != ".npy":
         raise UserError(f"--out {out}: signal embeddings are written as .npy")
     backbone = load_backbone(run)
-    if not is_signal_backbone(backbone.config.name):
-        raise UserError(f"{run}: its backbone ({backbone.config.name}) is for images; "
-                        f"{data} holds signals")
     signals = every_signal(data, backbone)
     names = signals.row_names()
     check_free_space(out.parent, len(names) * backbone.dim * 4 + _ROOM,

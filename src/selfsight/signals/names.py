@@ -8,10 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Built-in names of the UCR (univariate) and UEA (multivariate) sets bundled with aeon.
-PREFIXES = ("uea:", "ucr:")
-# Files read as signals: arrays, one series per CSV row, the UCR/UEA .ts format.
-SUFFIXES = (".npy", ".npz", ".csv", ".ts")
+# Built-in names of the UCR (univariate) and UEA (multivariate) sets bundled with aeon, and of
+# its anomaly-detection recordings (``tsad:``, TimeEval CSV files).
+PREFIXES = ("uea:", "ucr:", "tsad:")
+ANOMALY_LABEL = "is_anomaly"  # the last column of a TimeEval CSV file
+# Files read as signals: arrays, CSV and Parquet tables, the UCR/UEA .ts format; also folders
+# of CSV files (one recording each) and ``long:FILE`` (a table in long format, id first).
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".ts")
+LONG_PREFIX = "long:"
 
 SIGNAL_BACKBONES = {
     "resnet1d": "1-D ResNet (Wang et al., 2017): three residual blocks of 7-5-3 convolutions, "
@@ -29,10 +33,36 @@ def is_signal_backbone(name: Any) -> bool:
 
 
 def is_signal_source(data: Any) -> bool:
-    """A built-in ``uea:``/``ucr:`` name, or a path whose suffix is a signal format."""
-    if isinstance(data, str) and data.startswith(PREFIXES):
+    """A built-in ``uea:``/``ucr:`` name, ``long:FILE``, a path whose suffix is a signal
+    format, or a folder of CSV files."""
+    if isinstance(data, str) and data.startswith((*PREFIXES, LONG_PREFIX)):
         return True
-    return isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() in SUFFIXES
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    return Path(data).suffix.lower() in SUFFIXES or is_signal_folder(data)
+
+
+def signal_path(data: str | os.PathLike) -> Path:
+    """The file or folder of a signal source (``long:`` taken off)."""
+    return Path(str(data).removeprefix(LONG_PREFIX)).expanduser()
+
+
+def is_signal_folder(path: str | os.PathLike) -> bool:
+    """A folder whose files (hidden ones aside, sub-folders included) are all CSV files, one
+    recording each; an image folder is told apart at its first image."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        return False
+    found = False
+    for _, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(".csv"):
+                return False
+            found = True
+    return found
 
 
 def bundled_root() -> Path | None:
@@ -51,3 +81,23 @@ def bundled_names() -> list[str]:
         return []
     return sorted(d.name for d in root.iterdir()
                   if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file())
+
+
+def bundled_anomaly_names() -> list[str]:
+    """Anomaly-detection sets shipped with aeon: folders of TimeEval CSV files (a timestamp
+    column, the channels, an ``is_anomaly`` column), one long recording per file."""
+    root = bundled_root()
+    if root is None:
+        return []
+    return sorted(d.name for d in root.iterdir() if d.is_dir()
+                  and any(is_timeeval_csv(f) for f in d.glob("*.csv")))
+
+
+def is_timeeval_csv(path: Path) -> bool:
+    """A CSV file whose header ends in ``is_anomaly`` (TimeEval's format, Schmidl et al., 2022)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header.strip().lower().endswith(ANOMALY_LABEL)

@@ -59,10 +59,15 @@ def signal_views(method: str) -> SignalViews:
     """The preset for a method: two strong views for in-batch contrast (SimCLR, MoCo); for
     methods that predict one view from the other (BYOL and the redundancy-reduction ones) a weak
     view (jitter and scaling) and a strong one (permuted segments and jitter), as TS-TCC
-    (Eldele et al., 2021) pairs them."""
+    (Eldele et al., 2021) pairs them. Masked reconstruction reads one view, only cropped and
+    scaled: noise it cannot predict would only add to its loss."""
     strong = SignalViewConfig()
     if method in ("simclr", "mocov3"):
         return SignalViews(views=[strong, strong])
+    if method == "masked":
+        return SignalViews(views=[SignalViewConfig(
+            crop_scale=(0.8, 1.0), jitter_sigma=0.0, magnitude_warp_sigma=0.0,
+            time_warp_sigma=0.0, channel_drop_p=0.0)])
     weak = SignalViewConfig(crop_scale=(1.0, 1.0), magnitude_warp_sigma=0.0,
                             time_warp_sigma=0.0, channel_drop_p=0.0)
     return SignalViews(views=[weak, replace(strong, permute_p=0.8)])
