@@ -323,9 +323,7 @@ def drift(run: str | Path, reference: Any, current: Any, permutations: int = 200
         feats = []
         for data in (reference, current):
             signals = load_signals(data, "train", cfg.image_size)
-            if signals.channels != cfg.in_chans:
-                raise UserError(f"{data}: {signals.channels} channels, but the backbone was "
-                                f"trained on {cfg.in_chans}")
+            signals.check_channels(cfg.in_chans, data)
             feats.append(signal_features(backbone, signals.signals, device=device))
     elif any(is_signal_source(d) for d in (reference, current)):
         raise UserError(f"{run.root}: its backbone ({cfg.name}) is for images; drift on signals "

@@ -143,9 +143,7 @@ def signal_parity_inputs(backbone: Backbone, run: Path, signals: Any, count: int
         mean, std = (np.asarray(v, np.float32).reshape(1, -1, 1) for v in (cfg.mean, cfg.std))
         series = rng.normal(size=(count, cfg.in_chans, cfg.image_size)) * std + mean
         return series.astype(np.float32), "random series (the run's data could not be loaded)"
-    if found.channels != cfg.in_chans:
-        raise UserError(f"{where}: {found.channels} channels, but the backbone was trained on "
-                        f"{cfg.in_chans}")
+    found.check_channels(cfg.in_chans, where)
     index = rng.choice(len(found), size=count, replace=len(found) < count)
     return found.signals[np.sort(index)], f"{len(index)} of {where}"
 

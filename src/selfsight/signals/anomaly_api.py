@@ -14,25 +14,18 @@ import numpy as np
 from selfsight.backbones import Backbone
 from selfsight.config import config_from_dict
 from selfsight.device import current_precision, default_device
-from selfsight.errors import UserError
 from selfsight.file_names import portable_name
 from selfsight.files import check_free_space, write_atomic
 from selfsight.results import SignalAnomalyScores
 from selfsight.run_folder import RunFolder
 from selfsight.signals.anomaly import SignalAnomalyConfig, SignalAnomalyModel
-from selfsight.signals.data import SignalSet, load_signal_splits, load_signals
+from selfsight.signals.data import load_signal_splits, load_signals
 
 STEP_SCORES = "step_scores.npy"
 
 
 def _label(data: Any) -> str:
     return str(data) if isinstance(data, (str, Path)) else type(data).__name__
-
-
-def _check_channels(signals: SignalSet, backbone: Backbone, data: Any) -> None:
-    if signals.channels != backbone.config.in_chans:
-        raise UserError(f"{_label(data)}: {signals.channels} channels, but the backbone was "
-                        f"trained on {backbone.config.in_chans}")
 
 
 def fit_signal_anomaly(backbone: Backbone, run: str | Path, normal: Any,
@@ -43,7 +36,7 @@ def fit_signal_anomaly(backbone: Backbone, run: str | Path, normal: Any,
     recording); ``options`` set :class:`SignalAnomalyConfig` fields."""
     config = config_from_dict(SignalAnomalyConfig, options, "anomaly options")
     signals = load_signals(normal, "train")
-    _check_channels(signals, backbone, normal)
+    signals.check_channels(backbone.config.in_chans, _label(normal))
     started = time.perf_counter()
     model = SignalAnomalyModel.fit(backbone, signals.signals, config, device=device,
                                    progress=progress)
@@ -70,7 +63,7 @@ def score_signal_anomaly(model_dir: str | Path, data: Any, out: str | Path | Non
     started = time.perf_counter()
     splits = [s for s in load_signal_splits(data, own_lengths=True) if s is not None]
     for split in splits:
-        _check_channels(split, model.backbone, data)
+        split.check_channels(model.backbone.config.in_chans, _label(data))
     out = Path(out) if out is not None else Path(model_dir) / "scores"
     out.mkdir(parents=True, exist_ok=True)
     count, longest = sum(len(s) for s in splits), max(s.length for s in splits)

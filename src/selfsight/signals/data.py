@@ -61,6 +61,13 @@ class SignalSet:
     def images(self) -> np.ndarray:
         return self.signals[:, :, None, :].transpose(0, 2, 3, 1)  # (N, 1, L, C), a view
 
+    def check_channels(self, in_chans: int, where: Any) -> None:
+        """One line naming ``where`` when a backbone trained on ``in_chans`` channels cannot
+        take these series."""
+        if self.channels != in_chans:
+            raise UserError(f"{where}: {self.channels} channels, but the backbone was trained on "
+                            f"{in_chans}")
+
     def row_names(self) -> list[str]:
         """``NAME-SPLIT/i``, as Fashion-MNIST rows are named (``fashion-mnist-train/i``)."""
         return list(self.rows) if self.rows else [f"{self.name}/{i}" for i in range(len(self))]

@@ -53,9 +53,7 @@ def every_signal(data: Any, backbone: Backbone) -> SignalSet:
     if not is_signal_backbone(cfg.name):
         raise UserError(f"the {cfg.name} backbone is for images; {data} holds signals")
     train, test = load_signal_splits(data, length=cfg.image_size)
-    if train.channels != cfg.in_chans:
-        raise UserError(f"{data}: {train.channels} channels, but the backbone was trained on "
-                        f"{cfg.in_chans}")
+    train.check_channels(cfg.in_chans, data)
     if test is None:
         return train
     both = [train, test]

@@ -63,9 +63,7 @@ def signal_eval_sets(run: RunFolder, backbone: Backbone, data: Any, labels: Any 
                         "source carries its own labels")
     cfg = backbone.config
     train, test = load_signal_splits(data, length=cfg.image_size, verbose=verbose)
-    if train.channels != cfg.in_chans:
-        raise UserError(f"{data}: {train.channels} channels, but the backbone was trained on "
-                        f"{cfg.in_chans}")
+    train.check_channels(cfg.in_chans, data)
     if train.labels is None or (test is not None and test.labels is None):
         raise UserError(f"{data}: evaluation needs labelled series in the training and the test "
                         "split; unlabelled ones are embedded instead (`selfsight embed`)")
