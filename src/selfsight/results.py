@@ -337,6 +337,7 @@ class SignalAnomalyScores(Record):
     window: int = 0
     overlap: float = 0.0
     step_scores: str = ""
+    picture: str | None = None  # top_scores.png: the highest-scoring series drawn
     skipped: list[dict[str, str]] | None = None
     seconds: float | None = None
     device: str | None = None

@@ -107,13 +107,15 @@ def anomaly_score(model_dir: str | Path, images: Any, out: str | Path | None = N
     and overlay PNGs of the ``overlays`` highest-scoring images to OUT/overlays/ (default OUT:
     MODEL_DIR/scores). Returns the JSON content. File names, in the JSON and in the overlays'
     own names, are written as :func:`selfsight.files.portable_name` writes them. A model
-    fitted on signals scores every time step instead (OUT/step_scores.npy, no overlays)."""
+    fitted on signals scores every time step instead (OUT/step_scores.npy) and draws the top
+    ``min(overlays, 6)`` series in one picture (OUT/top_scores.png)."""
     from selfsight.signals.anomaly import is_signal_model
 
     if is_signal_model(model_dir):
         from selfsight.signals.anomaly_api import score_signal_anomaly
 
-        return score_signal_anomaly(model_dir, images, out, device=device, progress=progress)
+        return score_signal_anomaly(model_dir, images, out, overlays=overlays, device=device,
+                                    progress=progress)
     model = AnomalyModel.load(model_dir)
     channels = model.backbone.config.in_chans
     started = time.perf_counter()

@@ -35,7 +35,8 @@ def anomaly_arguments(a: argparse.ArgumentParser) -> None:
                                   "(every time step is scored)")
     s.add_argument("--out", default=None, help="results folder (default MODEL_DIR/scores)")
     s.add_argument("--overlays", type=non_negative_int, default=50,
-                   help="overlay PNGs of the top N images (0: none)")
+                   help="overlay PNGs of the top N images (0: none); for signals, one "
+                        "picture of the top min(N, 6) series")
     for p in (f, s):
         add_device_options(p)
 
@@ -53,8 +54,9 @@ def run_anomaly(args: argparse.Namespace) -> int:
                                      overlays=args.overlays, **device_kwargs(args))
     print_lines(summary_lines(result))
     out = args.out or f"{args.model_dir}/scores"
-    shown = "step_scores.npy" if "step_scores" in result else "overlays/"
-    print(f"written to {out}/scores.json and {out}/{shown}")
+    shown = [f"{out}/overlays/"] if "step_scores" not in result else [
+        f"{out}/step_scores.npy", *([result["picture"]] if result.get("picture") else [])]
+    print(f"written to {out}/scores.json and {' and '.join(shown)}")
     return 0
 
 

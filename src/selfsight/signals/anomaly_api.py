@@ -1,6 +1,7 @@
 """``anomaly fit`` and ``anomaly score`` for a run with a signal backbone: the bank is fitted on
 the training split of the normal signals; every series of the scored data (its training then its
-test split, each at its own length) gets a score per time step and a series score."""
+test split, each at its own length) gets a score per time step and a series score, and the
+highest-scoring ones are drawn (:mod:`selfsight.reports.signal_anomaly`)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from selfsight.config import config_from_dict
 from selfsight.device import current_precision, default_device
 from selfsight.file_names import portable_name
 from selfsight.files import check_free_space, write_atomic
+from selfsight.reports.signal_anomaly import HANDFUL, save_signal_anomaly, top_rows
 from selfsight.results import SignalAnomalyScores
 from selfsight.run_folder import RunFolder
 from selfsight.signals.anomaly import SignalAnomalyConfig, SignalAnomalyModel
 from selfsight.signals.data import load_signal_splits, load_signals
 
 STEP_SCORES = "step_scores.npy"
+PICTURE = "top_scores.png"
 
 
 def _label(data: Any) -> str:
@@ -54,11 +57,13 @@ def fit_signal_anomaly(backbone: Backbone, run: str | Path, normal: Any,
 
 
 def score_signal_anomaly(model_dir: str | Path, data: Any, out: str | Path | None = None, *,
-                         device: str | None = None, progress: bool = True
-                         ) -> SignalAnomalyScores:
+                         overlays: int = HANDFUL, device: str | None = None,
+                         progress: bool = True) -> SignalAnomalyScores:
     """:func:`selfsight.anomaly_score` for signals: OUT/step_scores.npy holds (series, steps)
     float32 scores (NaN past a series' end when the splits differ in length), OUT/scores.json
-    each series' score (its largest step score), peak step and flags."""
+    each series' score (its largest step score), peak step and flags, and OUT/top_scores.png
+    the channels and step scores of the ``min(overlays, HANDFUL)`` highest-scoring series (a
+    long recording whole, then its top windows; none for 0)."""
     model = SignalAnomalyModel.load(model_dir)
     started = time.perf_counter()
     splits = [s for s in load_signal_splits(data, own_lengths=True) if s is not None]
@@ -86,13 +91,19 @@ def score_signal_anomaly(model_dir: str | Path, data: Any, out: str | Path | Non
                         "peak_step": int(row.argmax()), "anomalous": bool(flags.any()),
                         "flagged_steps": int(flags.sum())})
     cal = model.calibration
+    picture = None
+    if overlays > 0:
+        rows = top_rows([series for split in splits for series in split.signals],
+                        [row[:steps] for row, steps in zip(scores, lengths, strict=True)],
+                        names, model.window, min(overlays, HANDFUL))
+        picture = portable_name(save_signal_anomaly(out / PICTURE, rows, cal.threshold))
     typed = SignalAnomalyScores.from_json({
         "model": str(model_dir), "signals": _label(data), "count": count,
         "steps": int(sum(lengths)), "flagged": sum(r["anomalous"] for r in results),
         "flagged_steps": sum(r["flagged_steps"] for r in results),
         "threshold": cal.threshold, "threshold_rule": model.threshold_rule,
         "window": model.window, "overlap": model.config.overlap,
-        "step_scores": portable_name(out / STEP_SCORES),
+        "step_scores": portable_name(out / STEP_SCORES), "picture": picture,
         "skipped": [{"series": f, "reason": r} for s in splits for f, r in s.skipped],
         "seconds": round(time.perf_counter() - started, 1),
         "device": str(default_device(device)), "precision": current_precision(device).name,

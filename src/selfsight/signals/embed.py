@@ -1,9 +1,10 @@
 """Embeddings of signals with a run's signal backbone: pooled features, L2-normalised, float32,
-one row per series, the training split then the test split, rows named ``NAME-train/i`` and
-``NAME-test/i`` as Fashion-MNIST's are."""
+one row per series (per window of a few long recordings), the training split then the test
+split, rows named ``NAME-train/i`` and ``NAME-test/i`` as Fashion-MNIST's are."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from selfsight.files import check_free_space, write_atomic
 from selfsight.results import FilesSummary
 from selfsight.signals.data import SignalSet, load_signal_splits
 from selfsight.signals.names import is_signal_backbone
+from selfsight.signals.windows import WINDOW_OVERLAP, cut_recordings, is_long, window_stride
 
 _ROOM = 1 << 20
 
@@ -48,20 +50,46 @@ def signal_features(backbone: Backbone, signals: np.ndarray, batch_size: int = 5
 
 def every_signal(data: Any, backbone: Backbone) -> SignalSet:
     """The training then the test split of ``data`` (the training split alone when there is no
-    test split) at the backbone's length, labels numbered by the training classes."""
+    test split) at the backbone's length, labels numbered by the training classes. A few long
+    recordings (:func:`selfsight.signals.windows.is_long`) come as the overlapping windows of
+    the trained length that ``pretrain`` cuts them into, rows named ``SERIES@START``, said in
+    one line; other series are cropped or padded to the trained length."""
     cfg = backbone.config
     if not is_signal_backbone(cfg.name):
         raise UserError(f"the {cfg.name} backbone is for images; {data} holds signals")
-    train, test = load_signal_splits(data, length=cfg.image_size)
-    train.check_channels(cfg.in_chans, data)
-    if test is None:
-        return train
-    both = [train, test]
-    labels = None if any(s.labels is None for s in both) else np.concatenate(
-        [s.labels for s in both])
-    return SignalSet(np.concatenate([s.signals for s in both]), labels, train.classes,
+    window = cfg.image_size
+    splits = _present(load_signal_splits(data, verbose=False, own_lengths=True))
+    splits[0].check_channels(cfg.in_chans, data)
+    long = is_long(len(splits[0]), splits[0].length, window)
+    if not long and any(s.length != window for s in splits):
+        splits = _present(load_signal_splits(data, length=window))  # again, cropped or padded
+    else:
+        for split in splits:  # what load_signals would have printed
+            for note in split.notes:
+                print(f"{_label(data)} ({split.name}): {note}", file=sys.stderr, flush=True)
+    if long:
+        count = sum(len(s) for s in splits)
+        splits = [cut_recordings(s, window) for s in splits]
+        print(f"{_label(data)}: {count} long recording{'s' * (count != 1)} cut into "
+              f"{sum(len(s) for s in splits):,} windows of the run's {window} steps, stride "
+              f"{window_stride(window, WINDOW_OVERLAP)}, as pretrain cuts them; rows named "
+              "RECORDING@START", file=sys.stderr, flush=True)
+    if len(splits) == 1:
+        return splits[0]
+    train, test = splits
+    labels = None if any(s.labels is None for s in splits) else np.concatenate(
+        [s.labels for s in splits])
+    return SignalSet(np.concatenate([s.signals for s in splits]), labels, train.classes,
                      train.name.rsplit("-", 1)[0], train.skipped + test.skipped,
                      train.notes + test.notes, rows=train.row_names() + test.row_names())
+
+
+def _present(splits: tuple[SignalSet, SignalSet | None]) -> list[SignalSet]:
+    return [s for s in splits if s is not None]
+
+
+def _label(data: Any) -> str:
+    return str(data) if isinstance(data, (str, Path)) else "array"
 
 
 def embed_signals(run: str | Path, data: Any, out: str | Path, batch_size: int = 512,

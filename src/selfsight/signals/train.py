@@ -9,8 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from selfsight.backbones import BackboneConfig
 from selfsight.config import config_from_dict
 from selfsight.device import device_for
@@ -20,7 +18,7 @@ from selfsight.recipes import SMALL_IMAGE, recipe
 from selfsight.signals.data import SignalSet, channel_stats, load_signals
 from selfsight.signals.names import DEFAULT_SIGNAL_BACKBONE, SIGNAL_BACKBONES
 from selfsight.signals.views import SignalViewPipeline, signal_views
-from selfsight.signals.windows import cut_windows
+from selfsight.signals.windows import cut_recordings, is_long
 from selfsight.train.defaults import CPU_BATCH, GPU_BATCH, MIN_BATCH, choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.run_start import start_run
@@ -32,8 +30,6 @@ SIGNAL_METHODS = ("simclr", "byol", "mocov3", "barlowtwins", "vicreg", "masked")
 # A few long recordings train on overlapping windows of this many steps (unless --image-size
 # says otherwise): the trained length, so `anomaly fit` scores windows of it too.
 DEFAULT_WINDOW = 128
-WINDOW_OVERLAP = 0.75  # neighbours share 3/4: many windows from one recording, each new
-# window a shift of a quarter, which the views' random crops blur further
 
 
 def signal_batch_size(requested: int | None, device: Any, count: int) -> int:
@@ -55,25 +51,7 @@ def window_length(count: int, steps: int, length: int | None,
     smallest batch pretraining picks, MIN_BATCH) and at least two windows long. Fewer short
     series keep their own length."""
     window = length or DEFAULT_WINDOW
-    few = count < (batch_size or MIN_BATCH)
-    return window if few and steps >= 2 * window else None
-
-
-def cut_recordings(signals: SignalSet, window: int, overlap: float = WINDOW_OVERLAP
-                   ) -> SignalSet:
-    """Every series of ``signals`` as overlapping windows of ``window`` steps (the last one
-    ending at the series' end), each window keeping its series' label; said in one line."""
-    pieces = [cut_windows(series, window, overlap)[1] for series in signals.signals]
-    labels = None if signals.labels is None else np.repeat(
-        signals.labels, [len(p) for p in pieces])
-    count = len(signals)
-    stride = max(1, round(window * (1 - overlap)))
-    note = (f"{count:,} recording{'s' * (count != 1)} of {signals.length:,} steps cut into "
-            f"{sum(len(p) for p in pieces):,} windows of {window} steps, stride {stride} "
-            "(too few series for a batch; --image-size sets the window)")
-    print(note, file=sys.stderr, flush=True)
-    return SignalSet(np.concatenate(pieces), labels, signals.classes, signals.name,
-                     signals.skipped, [*signals.notes, note])
+    return window if is_long(count, steps, window, batch_size or MIN_BATCH) else None
 
 
 def training_split(data: Any, length: int | None, batch_size: int | None) -> SignalSet:
@@ -86,7 +64,12 @@ def training_split(data: Any, length: int | None, batch_size: int | None) -> Sig
     for note in whole.notes:  # what load_signals would have printed
         print(f"{data if isinstance(data, (str, Path)) else 'array'} ({whole.name}): {note}",
               file=sys.stderr, flush=True)
-    return whole if window is None else cut_recordings(whole, window)
+    if window is None:
+        return whole
+    cut = cut_recordings(whole, window,
+                         why="too few series for a batch; --image-size sets the window")
+    print(cut.notes[-1], file=sys.stderr, flush=True)
+    return cut
 
 
 def pretrain_signals(

@@ -1,12 +1,20 @@
 """Long recordings as overlapping windows of a backbone's trained length, and per-window values
 stitched back to one value per time step: the 1-D counterpart of the image tiles in
-:mod:`selfsight.anomaly.tiles`, whose start offsets it shares."""
+:mod:`selfsight.anomaly.tiles`, whose start offsets it shares. ``pretrain`` trains on, and
+``embed`` / ``explore`` embed, a few long recordings as the same windows
+(:func:`cut_recordings`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from selfsight.anomaly.tiles import tile_starts
+from selfsight.signals.data import SignalSet, fit_length
+
+WINDOW_OVERLAP = 0.75  # neighbours share 3/4: many windows from one recording, each new
+# window a shift of a quarter, which the views' random crops blur further
+FEW_RECORDINGS = 8  # fewer series than the smallest batch pretraining picks
+# (train.defaults.MIN_BATCH, which a test holds equal): embedded as windows when long
 
 
 def window_starts(steps: int, window: int, overlap: float) -> list[int]:
@@ -43,3 +51,33 @@ def stitch_windows(values: np.ndarray, starts: list[int], steps: int) -> np.ndar
         total[start:start + width] += weight * value
         norm[start:start + width] += weight
     return (total / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def window_stride(window: int, overlap: float) -> int:
+    """Steps from one window's start to the next's (the last window may lie closer)."""
+    return max(1, round(window * (1 - overlap)))
+
+
+def is_long(count: int, steps: int, window: int, few: int = FEW_RECORDINGS) -> bool:
+    """Whether ``count`` series of ``steps`` are a few long recordings (fewer than ``few``, each
+    at least two windows long), taken as windows rather than whole or cropped."""
+    return count < few and steps >= 2 * window
+
+
+def cut_recordings(signals: SignalSet, window: int, overlap: float = WINDOW_OVERLAP,
+                   why: str = "") -> SignalSet:
+    """Every series of ``signals`` as overlapping windows of ``window`` steps (the last one
+    ending at the series' end; a shorter series padded to one window), each window keeping its
+    series' label and named ``SERIES@START``; what was done is the last of ``notes``."""
+    cuts = [cut_windows(fit_length(series, max(window, series.shape[1])), window, overlap)
+            for series in signals.signals]
+    labels = None if signals.labels is None else np.repeat(
+        signals.labels, [len(pieces) for _, pieces in cuts])
+    rows = [f"{name}@{start}" for name, (starts, _) in zip(signals.row_names(), cuts,
+                                                            strict=True) for start in starts]
+    count = len(signals)
+    note = (f"{count:,} recording{'s' * (count != 1)} of {signals.length:,} steps cut into "
+            f"{len(rows):,} windows of {window} steps, stride {window_stride(window, overlap)}"
+            + (f" ({why})" if why else ""))
+    return SignalSet(np.concatenate([pieces for _, pieces in cuts]), labels, signals.classes,
+                     signals.name, signals.skipped, [*signals.notes, note], rows=rows)
