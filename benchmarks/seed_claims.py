@@ -12,6 +12,7 @@ every ``--knn-every`` epochs, so one run gives both comparisons: at equal epochs
 values) and at equal time (each arm's online kNN at SimCLR's training time). Then kNN (k=200,
 k=20) and the linear probe of PROTOCOL.md on the final backbone. Arms: ``simclr``;
 ``hierarchical``, its best variant at 240 s (one temperature, DetCo's fixed level weights);
+``hierarchical_simclr_recipe``, the same with SimCLR's small-image recipe on every level;
 ``hierarchical_full`` (per-level temperatures, coarse-to-fine weights, important-sample
 sampling); ``globallocal`` (three networks, the intended gradients). A run whose result exists is
 kept, so the script can be stopped and started again.
@@ -42,9 +43,14 @@ from selfsight.device import cpu_facts
 
 OUT = Path(__file__).parent / "results" / "seed_claims"
 ONE_TEMPERATURE = ["start_weights=()", "temperatures=(0.2,0.2,0.2,0.2)"]
+# SimCLR's small-image recipe (recipes.py: lr 1.5, temperature 0.1, weight decay 1e-4, 512-wide
+# projector) on every level: the SimCLR arm gets it, the hierarchical method's defaults do not.
+SIMCLR_RECIPE = ["start_weights=()", "temperatures=(0.1,0.1,0.1,0.1)", "lr=1.5",
+                 "weight_decay=0.0001", "proj_hidden_dim=512"]
 ARMS: dict[str, tuple[str, list[str], float]] = {  # name: (method, --set options, importance)
     "simclr": ("simclr", [], 0.0),
     "hierarchical": ("hierarchical", ONE_TEMPERATURE, 0.0),
+    "hierarchical_simclr_recipe": ("hierarchical", SIMCLR_RECIPE, 0.0),
     "hierarchical_full": ("hierarchical", [], 0.25),
     "globallocal": ("globallocal", [], 0.0),
 }
