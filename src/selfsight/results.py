@@ -271,11 +271,13 @@ class FinetuneResult(Record):
 
     run: str = ""
     data: str = ""
+    backbone: str | None = None  # a signal backbone counts series, not images
     classes: list[str] | None = None
     labelled_images: int = 0
     fraction: float = 1.0
     seed: int = 0
     recipe: dict[str, Any] | None = None
+    views: str | None = None  # the augmentation fine-tuning trained on, in words
     steps: dict[str, Any] | None = None  # chosen, and how
     distilled_on_images: int | None = field(default=None, metadata=KEEP_NONE)
     test_images: int = 0

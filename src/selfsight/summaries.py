@@ -24,6 +24,7 @@ from selfsight.results import (
     SegmentResult,
     SignalAnomalyScores,
 )
+from selfsight.signals.names import is_signal_backbone
 
 DASH = "\u2013"
 ARM_NAMES = {"pretrained": "fine-tuned", "scratch": "from scratch", "linear": "linear probe",
@@ -213,8 +214,10 @@ def _(result: FinetuneResult) -> list[str]:
         how = (f"chosen on a hold-out of {steps['held_out']} labels" if steps["folds"] == 1 else
                f"chosen by {steps['folds']}-fold cross-validation on {steps['held_out']} labels")
         how += f"; validation accuracy by steps {steps['validation']}"
-    return [f"{result.labelled_images} labelled images, {steps['steps']} steps ({how})",
-            f"test top-1 {result.test_top1:.4f} on {result.test_images} images; per class: "
+    unit = "series" if is_signal_backbone(result.backbone) else "images"
+    views = f" on {result.views}" if result.views else ""
+    return [f"{result.labelled_images} labelled {unit}, {steps['steps']} steps{views} ({how})",
+            f"test top-1 {result.test_top1:.4f} on {result.test_images} {unit}; per class: "
             + ", ".join(f"{c} {a:.2f}" for c, a in zip(per_class.get("classes", []),
                                                         per_class.get("accuracy", [])))]
 

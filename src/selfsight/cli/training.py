@@ -25,6 +25,8 @@ from selfsight.cli.options import (
     print_lines,
     seed_value,
 )
+from selfsight.errors import UserError
+from selfsight.signals.names import is_signal_source
 
 ALLOW_CHANGED_HELP = ("with --resume: continue although files were added to or removed from "
                       "the data since the run started (the schedule and image count change)")
@@ -160,7 +162,12 @@ def run_distill(args: argparse.Namespace) -> int:
 
 def finetune_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument("run", help=RUN_HELP)
-    f.add_argument("--data", default="fashion-mnist", help=LABELLED_HELP)
+    f.add_argument("data", nargs="?", default=None,
+                   help=f"{LABELLED_HELP} (default fashion-mnist); for a run on signals, "
+                        "labelled signals (uea:NAME, ucr:NAME, a .ts file, a .npz of X, y, "
+                        "X_test, y_test, a folder of .csv files with class sub-folders, ...)")
+    f.add_argument("--data", dest="data_option", default=None, metavar="DATA",
+                   help="the same as DATA")
     f.add_argument("--labels", default=None, help="CSV of file,label")
     f.add_argument("--out", default=None, help="classifier folder (default RUN/classifier)")
     f.add_argument("--fraction", type=fraction, default=1.0,
@@ -174,7 +181,11 @@ def run_finetune(args: argparse.Namespace) -> int:
     import selfsight
     from selfsight.summaries import summary_lines
 
-    result = selfsight.finetune(args.run, args.data, labels=args.labels, out=args.out,
+    if args.data and args.data_option and args.data != args.data_option:
+        raise UserError(f"finetune: data given twice ({args.data} and --data "
+                        f"{args.data_option}); give it once")
+    data = args.data or args.data_option or "fashion-mnist"
+    result = selfsight.finetune(args.run, data, labels=args.labels, out=args.out,
                                 fraction=args.fraction, seed=args.seed,
                                 recipe=finetune_recipe(args), **device_kwargs(args))
     print_lines(summary_lines(result))
@@ -184,8 +195,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("classifier", help="classifier folder (RUN/classifier)")
-    p.add_argument("images", help=EVERY_IMAGE_HELP)
-    p.add_argument("--out", required=True, help="CSV: file, label, confidence, per-class")
+    p.add_argument("images", help=f"{EVERY_IMAGE_HELP}; for a classifier on signals, a signal "
+                                  "source (uea:NAME, a .npy/.npz/.csv/.ts file, a folder of "
+                                  ".csv files)")
+    p.add_argument("--out", required=True, help="CSV: file (series for signals), label, "
+                                                "confidence, per-class")
     add_device_options(p)
 
 
@@ -193,7 +207,8 @@ def run_predict(args: argparse.Namespace) -> int:
     import selfsight
 
     summary = selfsight.predict(args.classifier, args.images, args.out, **device_kwargs(args))
-    print(f"{summary.count} images labelled, {summary.skipped_count} unreadable skipped: "
+    unit = "series" if is_signal_source(args.images) else "images"
+    print(f"{summary.count} {unit} labelled, {summary.skipped_count} unreadable skipped: "
           + ", ".join(f"{c} {n}" for c, n in (summary.counts or {}).items()))
     print(f"written: {summary.out} (+ {summary.out}.json)")
     return 0

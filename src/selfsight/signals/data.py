@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,19 @@ class SignalSet:
     @property
     def images(self) -> np.ndarray:
         return self.signals[:, :, None, :].transpose(0, 2, 3, 1)  # (N, 1, L, C), a view
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            return 0
+        return len(self.classes) if self.classes else int(self.labels.max()) + 1
+
+    def subset(self, index: np.ndarray) -> SignalSet:
+        """Rows ``index``, with their labels and names (as ``ImageSet.subset``)."""
+        names = self.row_names()
+        return replace(self, signals=self.signals[index],
+                       labels=None if self.labels is None else self.labels[index],
+                       rows=[names[i] for i in index])
 
     def check_channels(self, in_chans: int, where: Any) -> None:
         """One line naming ``where`` when a backbone trained on ``in_chans`` channels cannot

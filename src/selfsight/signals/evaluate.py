@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -82,14 +81,7 @@ def held_out(signals: SignalSet, fraction: float = 0.2) -> tuple[SignalSet, Sign
     except ValueError as error:  # a class of one series, or too few series to hold any out
         raise UserError(f"{signals.name}: no test split, and {fraction:.0%} cannot be held out "
                         f"by class ({error})") from None
-
-    def rows(index: np.ndarray) -> SignalSet:
-        index = np.sort(index)
-        names = signals.row_names()
-        return replace(signals, signals=signals.signals[index], labels=signals.labels[index],
-                       rows=[names[i] for i in index])
-
-    return rows(kept), rows(held)
+    return signals.subset(np.sort(kept)), signals.subset(np.sort(held))
 
 
 def raw_signal_baselines(train: SignalSet, test: SignalSet, dtw_cells: float = DTW_CELLS,
