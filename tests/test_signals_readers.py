@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from selfsight.backbones import Backbone, BackboneConfig
 from selfsight.errors import UserError
 from selfsight.signals.data import channel_stats, load_signal_splits, load_signals
 from selfsight.signals.names import is_signal_source
@@ -123,7 +124,7 @@ def test_folder_of_recordings_round_trips_with_labels_and_file_names(tmp_path, l
 def test_folder_recordings_of_other_lengths_are_padded_or_cropped_and_stated(tmp_path):
     x, labels = known(n=3, channels=2, length=8)
     names = write_folder(tmp_path, x, labels, [8, 5, 3], "flat")
-    (tmp_path / "rec9.csv").write_text("")  # an empty recording: skipped and counted
+    write_csv(tmp_path / "rec9.csv", ["ax", "ay"], [[1, ""], [2, ""]])  # a channel all missing
     s = load_signals(tmp_path)
     assert s.row_names() == names and s.skipped == [(f"{tmp_path}#rec9.csv",
                                                      "no values (a 0-length or all-missing "
@@ -187,22 +188,66 @@ def test_bad_parquet_columns_name_the_column_and_row(tmp_path):
         load_signals(tmp_path / "lists.parquet")
 
 
-def test_bad_recordings_in_a_folder_name_the_file(tmp_path):
-    write_csv(tmp_path / "a.csv", ["ax", "ay"], [[1, 2], [3, 4]])
-    write_csv(tmp_path / "b.csv", ["ax", "az"], [[1, 2]])
-    with pytest.raises(UserError, match=r"b\.csv: columns \['ax', 'az'\] where a\.csv has "
-                                        r"\['ax', 'ay'\]"):
+BROKEN_RECORDINGS = {  # file: (what it holds, the reason it is skipped)
+    "text.csv": ("ax,ay\n1,2\n3,oops\n", "row 3, column 'ay': text 'oops' where a number "
+                 "belongs"),
+    "empty.csv": ("", "empty file (no rows of data)"),
+    "garbage.csv": (b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81garbage", "not a text CSV file "
+                    "(not UTF-8)"),
+    "ragged.csv": ("ax,ay\n1,2\n3\n", "row 3: 1 fields where the header has 2 (ragged row)"),
+    "other.csv": ("ax,az\n1,2\n", "columns ['ax', 'az'] where 2 other file(s) have "
+                  "['ax', 'ay']"),
+}
+
+
+def broken_folder(root):
+    """Two good recordings (a.csv, c.csv) among one broken file of every kind."""
+    root.mkdir(exist_ok=True)
+    x = known(n=2, channels=2, length=3)[0]
+    for name, series in zip(("a.csv", "c.csv"), x):
+        write_csv(root / name, ["ax", "ay"], series.T.tolist())
+    for name, (content, _) in BROKEN_RECORDINGS.items():
+        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return x
+
+
+def test_broken_recordings_in_a_folder_are_skipped_listed_and_stated(tmp_path, capsys):
+    x = broken_folder(tmp_path)
+    s = load_signals(tmp_path)
+    assert s.row_names() == ["a.csv", "c.csv"] and np.array_equal(s.signals, x)
+    reasons = dict(s.skipped)
+    assert set(reasons) == {str(tmp_path / name) for name in BROKEN_RECORDINGS}
+    for name, (_, reason) in BROKEN_RECORDINGS.items():
+        assert reasons[str(tmp_path / name)].startswith(reason), name
+    lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert len(lines) == 1 and "5 of 7 CSV files skipped: " in lines[0]
+    assert all(f"{name}: {reason}" in lines[0]
+               for name, (_, reason) in BROKEN_RECORDINGS.items())
+
+
+def test_a_folder_without_one_readable_recording_is_one_line(tmp_path):
+    broken_folder(tmp_path)
+    for good in ("a.csv", "c.csv", "other.csv"):
+        (tmp_path / good).unlink()
+    with pytest.raises(UserError) as error:
         load_signals(tmp_path)
-    write_csv(tmp_path / "b.csv", ["ax", "ay"], [[1, 2], [3]])
-    with pytest.raises(UserError, match=r"b\.csv, row 3: 1 fields where the header has 2"):
-        load_signals(tmp_path)
-    write_csv(tmp_path / "b.csv", ["ax", "ay"], [[1, "x"]])
-    with pytest.raises(UserError, match=r"b\.csv, row 2, column 'ay': text 'x'"):
-        load_signals(tmp_path)
-    for f in ("a.csv", "b.csv"):
-        (tmp_path / f).write_text("")
-    with pytest.raises(UserError, match="every CSV file is empty"):
-        load_signals(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path}: none of the 4 CSV files is a readable recording")
+    assert "\n" not in message and "empty.csv: empty file" in message
+    assert "; ... (1 more)" in message  # the first three named
+
+
+def test_cli_pretrain_lists_the_skipped_recordings(tmp_path, capsys):
+    data = tmp_path / "recordings"
+    broken_folder(data)
+    run = tmp_path / "run"
+    succeeds(["pretrain", str(data), "--max-steps", "1", "--batch-size", "2", "--backbone-set",
+              "channels=(4,4,4)", "--precision", "32-true", "--no-progress", "--out", str(run)],
+             capsys)
+    listed = json.loads((run / "skipped_files.json").read_text())
+    assert listed["count"] == 5
+    assert {entry["file"] for entry in listed["files"]} == {str(data / name)
+                                                            for name in BROKEN_RECORDINGS}
 
 
 def test_a_constant_channel_is_stated_and_standardises_to_zeros(tmp_path):
@@ -248,3 +293,43 @@ def test_wide_csv_with_an_id_column_names_its_rows(tmp_path):
     s = load_signals(write_csv(tmp_path / "w.csv", ["id", "t0", "t1", "t2", "class"], rows))
     expect(s, x, labels, ["r0", "r1", "r2", "r3"])
     assert s.notes[0] == "one series per row, 3 steps, named by 'id', labels in 'class'"
+
+
+BAD_INPUTS = {  # file: (what it holds, the one error line, or None: read, with this stated)
+    "ragged.csv": ("t0,t1,t2\n1,2,3\n4,5\n",
+                   "ragged.csv, row 3: 2 fields where the header has 3 (ragged row)"),
+    "text.csv": ("t0,t1,t2\n1,2,3\n4,five,6\n", "text.csv, row 3, column 2: text 'five'"),
+    "rank4.npy": (np.zeros((2, 1, 3, 3)), "rank4.npy: signals must be (N, length) or "
+                  "(N, channels, length), got shape (2, 1, 3, 3)"),
+    "nans.csv": ("1,,3\n4,5,nan\n7,8,9\n", None),
+    "zero_length.npz": (np.full((3, 1, 3), np.nan), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_cli_embed_of_bad_input_is_one_line_or_skipped_and_counted(tmp_path, capsys, name):
+    Backbone(BackboneConfig(name="resnet1d", in_chans=1, image_size=3, mean=(0.0,), std=(1.0,),
+                            model_kwargs={"channels": (4, 4, 4)})).save(tmp_path / "run")
+    content, error = BAD_INPUTS[name]
+    path = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(path, content)
+    elif name.endswith(".npz"):  # a series with no values between two with values
+        content[0, 0], content[2, 0] = [1, 2, 3], [4, 5, 6]
+        np.savez(path, X=content)
+    else:
+        path.write_text(content)
+    out = tmp_path / "E.npy"
+    code, err = cli(["embed", str(tmp_path / "run"), str(path), "--out", str(out)], capsys)
+    if error is not None:
+        assert code == 2 and not out.exists()
+        assert f"{tmp_path}/{error}" in one_error_line(err)
+        return
+    assert code == 0 and "Traceback" not in err, err
+    written = json.loads((tmp_path / "E.npy.json").read_text())
+    if name == "nans.csv":
+        assert written["count"] == 3 and "2 missing values (NaN) filled" in err
+    else:
+        assert written["count"] == 2 and written["skipped_count"] == 1
+        assert written["skipped"][0]["file"] == f"{path}#2"
+        assert "1 of 3 series skipped: no values (first: row 2)" in err

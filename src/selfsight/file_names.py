@@ -70,3 +70,20 @@ def display_name(name: str | os.PathLike[str]) -> str:
         name = raw.decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
                    else f"\\u{ord(c):04x}" for c in name)
+
+
+# What Windows refuses in a file name: these characters, control characters, a trailing dot or
+# space, and the device names (also before an extension: "CON.json").
+_NOT_ON_WINDOWS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{kind}{i}" for kind in ("COM", "LPT")
+                                          for i in range(1, 10))}
+
+
+def file_stem(name: str) -> str:
+    """``name`` (a data source: a folder's name, ``uea:BasicMotions``) made into the start of a
+    file name that Windows, macOS and Linux all allow: each character Windows refuses
+    (``<>:"/\\|?*`` and control characters) becomes ``-`` (``uea-BasicMotions``), trailing dots
+    and spaces go, and a device name (``CON``, ``COM1``, ...) gets a ``_`` in front. Names that
+    are allowed already are unchanged; applying it twice changes nothing."""
+    stem = _NOT_ON_WINDOWS.sub("-", name).rstrip(". ") or "data"
+    return f"_{stem}" if stem.split(".", 1)[0].upper() in _DEVICES else stem

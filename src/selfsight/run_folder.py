@@ -30,13 +30,15 @@ from typing import Any
 import yaml
 
 from selfsight.errors import RunFolderTaken, UserError
+from selfsight.file_names import file_stem
 
 FASHION_MNIST = "fashion-mnist"
 
 
 def source_name(data: Any) -> str:
-    """The stem of a source's files in RUN/eval: 'fashion-mnist' or the folder's name."""
-    return FASHION_MNIST if data == FASHION_MNIST else Path(str(data)).name or "data"
+    """The stem of a source's files in RUN/eval: 'fashion-mnist', or the folder's or file's
+    name made safe for every file system (``uea:BasicMotions`` -> ``uea-BasicMotions``)."""
+    return FASHION_MNIST if data == FASHION_MNIST else file_stem(Path(str(data)).name)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,14 @@ ARM_NAMES = {"pretrained": "fine-tuned", "scratch": "from scratch", "linear": "l
              "pretrained_distilled": "distilled", "scratch_distilled": "scratch distilled"}
 
 
+def unit(backbone: str, plural: bool = False) -> str:
+    """What one input of a run with ``backbone`` is called in a printed line: a series for a
+    signal backbone, an image otherwise."""
+    if is_signal_backbone(backbone):
+        return "series"
+    return "images" if plural else "image"
+
+
 def number(value: float | None) -> str:
     return DASH if value is None else f"{value:.3f}"
 
@@ -117,7 +125,8 @@ def detail_rows(result: EvalResult, efficiency: LabelEfficiency | None
                 ) -> list[tuple[str, str]]:
     """Smaller facts under the figures: data, sizes, recipes, compute."""
     rows = [("data", result.data),
-            ("images", f"{result.train_images:,} train / {result.test_images:,} test")]
+            (unit(result.backbone, plural=True),
+             f"{result.train_images:,} train / {result.test_images:,} test")]
     if result.temperature is not None:
         rows.append(("kNN", f"cosine, weighted vote exp(sim/T), T={result.temperature}"))
     if result.linear_probe:
@@ -129,9 +138,10 @@ def detail_rows(result: EvalResult, efficiency: LabelEfficiency | None
             rows.append(("savings factor", efficiency.savings_note))
     if c := result.compute:
         rate = c.train_images_per_sec
-        rows.append(("compute", f"inference {c.inference_ms_per_image:.3g} ms/image (batch "
-                                f"{c.batch_size}, {c.device})"
-                                + (f"; training {rate:,.0f} images/s" if rate else "")))
+        rows.append(("compute", f"inference {c.inference_ms_per_image:.3g} ms/"
+                                f"{unit(result.backbone)} (batch {c.batch_size}, {c.device})"
+                                + (f"; training {rate:,.0f} {unit(result.backbone, True)}/s"
+                                   if rate else "")))
     if result.precision:
         rows.append(("precision", result.precision))
     if result.eval_seconds is not None:
@@ -214,10 +224,10 @@ def _(result: FinetuneResult) -> list[str]:
         how = (f"chosen on a hold-out of {steps['held_out']} labels" if steps["folds"] == 1 else
                f"chosen by {steps['folds']}-fold cross-validation on {steps['held_out']} labels")
         how += f"; validation accuracy by steps {steps['validation']}"
-    unit = "series" if is_signal_backbone(result.backbone) else "images"
+    inputs = unit(result.backbone, plural=True)
     views = f" on {result.views}" if result.views else ""
-    return [f"{result.labelled_images} labelled {unit}, {steps['steps']} steps{views} ({how})",
-            f"test top-1 {result.test_top1:.4f} on {result.test_images} {unit}; per class: "
+    return [f"{result.labelled_images} labelled {inputs}, {steps['steps']} steps{views} ({how})",
+            f"test top-1 {result.test_top1:.4f} on {result.test_images} {inputs}; per class: "
             + ", ".join(f"{c} {a:.2f}" for c, a in zip(per_class.get("classes", []),
                                                         per_class.get("accuracy", [])))]
 
@@ -246,10 +256,10 @@ def _(result: ExportResult) -> list[str]:
     parity = result.parity or {}
     lines = [f"parity: max |onnx - torch| = {parity['max']:.2e} (<= {parity['tolerance']:.0e}) "
              f"at batch sizes {', '.join(parity['max_abs_diff'])}"]
-    latency = result.latency_ms_per_image or {}
+    latency, per = result.latency_ms_per_image or {}, unit(result.backbone)
     for b, ms in latency.get("onnxruntime", {}).items():
-        lines.append(f"batch {b:>4}: onnxruntime {ms:.3f} ms/image, pytorch "
-                     f"{latency['pytorch'][b]:.3f} ms/image")
+        lines.append(f"batch {b:>4}: onnxruntime {ms:.3f} ms/{per}, pytorch "
+                     f"{latency['pytorch'][b]:.3f} ms/{per}")
     return [*lines, f"written: {result.model}"]
 
 

@@ -15,6 +15,7 @@ from selfsight.cli.options import (
     positive_int,
     print_lines,
 )
+from selfsight.signals.names import is_signal_source
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -118,7 +119,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
     summary = embed(args.run, args.images, args.out, batch_size=args.batch_size,
                     **device_kwargs(args))
-    print(f"{summary.count} images embedded ({summary.dim} dims), "
+    unit = "series" if is_signal_source(args.images) else "images"
+    print(f"{summary.count} {unit} embedded ({summary.dim} dims), "
           f"{summary.skipped_count} unreadable skipped; written: {summary.out} "
           f"(+ {summary.out}.json)")
     return 0

@@ -97,12 +97,17 @@ def scan_entries(root: str | Path) -> FolderScan:
     files.sort()
     skipped.sort()
     if not files:
-        passed = "; ".join(f"{file}: {reason}" for file, reason in skipped[:3])
         raise UserError(
             f"no images found in {root}; accepted extensions: {', '.join(IMAGE_EXTENSIONS)}"
-            + (f" ({len(skipped)} entries passed over: {passed}{' ...' * (len(skipped) > 3)})"
-               if skipped else ""))
+            + (f" ({len(skipped)} entries passed over: {listed(skipped)})" if skipped else ""))
     return FolderScan(files, skipped)
+
+
+def listed(skipped: Skipped, limit: int = 3) -> str:
+    """The first ``limit`` entries passed over as one line, ``file: reason; ...``, and how
+    many more there are."""
+    shown = "; ".join(f"{file}: {reason}" for file, reason in skipped[:limit])
+    return shown + (f"; ... ({len(skipped) - limit} more)" if len(skipped) > limit else "")
 
 
 def _classify(entry: os.DirEntry) -> os.stat_result | str:

@@ -29,6 +29,7 @@ from selfsight.reports.sections import (
 from selfsight.reports.style import save_png
 from selfsight.results import EvalResult, ExploreResult
 from selfsight.run_folder import RunFolder
+from selfsight.summaries import unit
 
 __all__ = ["report"]
 
@@ -120,10 +121,12 @@ def run_facts(config: dict[str, Any], records: list[dict[str, Any]]) -> list[tup
     train = config.get("train", {})
     if "method" in config:
         facts.append(("method", str(config["method"])))
+    inputs = unit(backbone.get("name", ""), plural=True)  # images, or series on signals
     if backbone:
-        facts.append(("backbone", f"{backbone_name(backbone)} @ {backbone.get('image_size')} px"))
+        facts.append(("backbone", f"{backbone_name(backbone)} @ {backbone.get('image_size')} "
+                                  f"{'steps' if inputs == 'series' else 'px'}"))
     if "num_images" in config:
-        facts.append(("training images", f"{config['num_images']:,}"))
+        facts.append((f"training {inputs}", f"{config['num_images']:,}"))
     if train:
         facts.append(("batch", str(train.get("batch_size"))))
         facts.append(("precision", str(train.get("precision"))))
@@ -134,10 +137,10 @@ def run_facts(config: dict[str, Any], records: list[dict[str, Any]]) -> list[tup
         # Epochs trained, not the index of the last one begun (a budget stops mid-epoch).
         facts.append(("epochs", f"{seen / images:.1f}" if seen and images
                       else str(last.get("epoch", 0) + 1)))
-        facts.append(("images seen", f"{last.get('images_seen', 0):,}"))
+        facts.append((f"{inputs} seen", f"{last.get('images_seen', 0):,}"))
         facts.append(("wall clock", f"{last.get('elapsed', 0) / 60:.1f} min"))
         rates = [r["images_per_sec"] for r in records if r.get("images_per_sec")]
         if rates:
-            facts.append(("throughput", f"{np.median(rates):,.0f} images/s"))
+            facts.append(("throughput", f"{np.median(rates):,.0f} {inputs}/s"))
     return facts
 

@@ -96,7 +96,7 @@ def load_signals(data: Any, split: str = "train", length: int | None = None,
     number the labels by this list (a test split by its training split's classes)."""
     if split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    rows, read_notes = None, ()
+    rows, read_notes, passed_over = None, (), ()
     if isinstance(data, np.ndarray):
         if split == "test":
             raise UserError("an in-memory array holds one split; there is no test split")
@@ -109,23 +109,25 @@ def load_signals(data: Any, split: str = "train", length: int | None = None,
         series, labels = read_bundled(data, split)
         where, name = data, f"{data.split(':', 1)[1]}-{split}"
     elif isinstance(data, (str, os.PathLike)) and is_signal_source(data):
-        series, labels, rows, read_notes = read_file(data, split)
+        series, labels, rows, read_notes, passed_over = read_file(data, split)
         where, name = str(data), f"{signal_path(data).stem}-{split}"
     else:
         raise UserError(f"cannot read signals from {data!r}; accepted: 'uea:NAME' or "
                         f"'ucr:NAME' (bundled sets), a {'/'.join(SUFFIXES)} file, a folder of "
                         ".csv files, or an array")
     return as_signal_set(series, labels, where, name, length, classes, verbose, rows,
-                         read_notes)
+                         read_notes, passed_over)
 
 
 def as_signal_set(series: Series, labels: list[str] | None, where: str, name: str,
                   length: int | None = None, classes: list[str] | None = None,
                   verbose: bool = True, rows: list[str] | None = None,
-                  read_notes: tuple[str, ...] = ()) -> SignalSet:
+                  read_notes: tuple[str, ...] = (),
+                  passed_over: tuple[tuple[str, str], ...] = ()) -> SignalSet:
     """Raw series to a SignalSet: empty series skipped, NaNs filled, one length, constant
     channels found; each change counted in ``notes`` after the reader's ``read_notes`` (printed
-    when ``verbose``). ``rows``: the series' names (file names, ids), kept for those kept."""
+    when ``verbose``). ``rows``: the series' names (file names, ids), kept for those kept.
+    ``passed_over``: the (file, reason) the reader skipped, listed first in ``skipped``."""
     notes, skipped, kept = list(read_notes), [], []
     channels = {s.shape[0] for s in series}
     if len(channels) > 1:
@@ -165,7 +167,8 @@ def as_signal_set(series: Series, labels: list[str] | None, where: str, name: st
     if verbose:
         for note in notes:
             print(f"{where} ({name}): {note}", file=sys.stderr, flush=True)
-    return SignalSet(array.astype(np.float32), label_array, classes, name, skipped, notes,
+    return SignalSet(array.astype(np.float32), label_array, classes, name,
+                     [*passed_over, *skipped], notes,
                      rows=[rows[i] for i in kept] if rows else None)
 
 

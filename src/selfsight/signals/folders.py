@@ -3,17 +3,21 @@ channels and its rows the time steps. An optional header row names the channels 
 must have the same ones); a time column and TimeEval's ``is_anomaly`` column are left out.
 Labels come from a ``labels.csv`` of ``file,label`` rows or from first-level sub-folders, one
 per class, as in an image folder; a folder with train/ and test/ sub-folders holds two splits.
-Rows are named by the file's path within the folder. An empty file is a series of length 0,
-skipped and counted like any other."""
+Rows are named by the file's path within the folder. A file that cannot be read as a recording
+(not text, empty, a ragged row, a text cell, other channels than most files have, not a regular
+file) is skipped and listed with its reason, as an image folder skips a corrupt image; only a
+folder without one readable recording is an error."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from selfsight.data.folder import _read_label_csv  # the image folders' file,label reader
+from selfsight.data.folder import _not_a_file, _read_label_csv  # the image folders' own checks
+from selfsight.data.scan import Skipped, listed
 from selfsight.errors import UserError
 from selfsight.signals.names import ANOMALY_LABEL
 from selfsight.signals.tables import (
@@ -26,6 +30,7 @@ from selfsight.signals.tables import (
 )
 
 LABELS_FILE = "labels.csv"
+Recording = tuple[list[str], np.ndarray]  # (channel names, (channels, steps) float64)
 
 
 def read_folder(root: Path, split: str) -> Table:
@@ -47,24 +52,51 @@ def read_folder(root: Path, split: str) -> Table:
             labels, label_source = [p[0] for p in parts], "labels from class sub-folders"
     if not files:
         raise UserError(f"{base}: no CSV files")
-    read = [read_recording(base / f) for f in files]
-    first = next((i for i, r in enumerate(read) if r is not None), None)
-    if first is None:
-        raise UserError(f"{base}: every CSV file is empty")
-    channels, _ = read[first]
-    series = []
-    for file, recording in zip(files, read):
-        if recording is None:
-            series.append(np.empty((len(channels), 0)))
-            continue
-        if recording[0] != channels:
-            raise UserError(f"{base / file}: columns {recording[0]} where {files[first]} has "
-                            f"{channels} (every recording needs the same channels)")
-        series.append(recording[1])
+    read, skipped = readable_recordings(base, files)
+    if not read:
+        raise UserError(f"{base}: none of the {len(files)} CSV files is a readable recording "
+                        f"({listed(skipped)})")
+    kept = [i for i, file in enumerate(files) if file in read]
+    channels = read[files[kept[0]]][0]
     prefix = "" if base == root else f"{split}/"
-    note = (f"folder of {len(files)} CSV recordings (one series per file, rows are time steps, "
-            f"{len(channels)} channel column(s) {channels[:8]}), {label_source}")
-    return Table(series, labels, [prefix + f for f in files], (note,))
+    notes = [f"folder of {len(kept)} CSV recordings (one series per file, rows are time steps, "
+             f"{len(channels)} channel column(s) {channels[:8]}), {label_source}"]
+    if skipped:
+        notes.append(f"{len(skipped)} of {len(files)} CSV files skipped: {listed(skipped, 5)}")
+    return Table([read[files[i]][1] for i in kept],
+                 None if labels is None else [labels[i] for i in kept],
+                 [prefix + files[i] for i in kept], tuple(notes),
+                 tuple((str(base / file), reason) for file, reason in skipped))
+
+
+def readable_recordings(base: Path, files: list[str]) -> tuple[dict[str, Recording], Skipped]:
+    """({file: recording} of the files that read, [(file, reason)] of the others). The channels
+    most files have are the folder's; a file with other columns is skipped too."""
+    read: dict[str, Recording] = {}
+    skipped: Skipped = []
+    for file in files:
+        path = base / file
+        reason = _not_a_file(path)  # a named pipe is never opened: that would block
+        if not reason:
+            try:
+                recording = read_recording(path)
+                if recording is None:
+                    reason = "empty file (no rows of data)"
+                else:
+                    read[file] = recording
+            except UserError as error:  # the reader's line, less the path it starts with
+                reason = str(error).removeprefix(str(path)).lstrip(",: ")
+            except OSError as error:
+                reason = f"cannot be read ({error.strerror or error})"
+        if reason:
+            skipped.append((file, reason))
+    if read:
+        common, count = Counter(tuple(r[0]) for r in read.values()).most_common(1)[0]
+        for file in [f for f, r in read.items() if tuple(r[0]) != common]:
+            skipped.append((file, f"columns {read.pop(file)[0]} where {count} other file(s) "
+                                  f"have {list(common)} (every recording needs the same "
+                                  "channels)"))
+    return read, sorted(skipped)
 
 
 def recording_files(base: Path) -> list[str]:
@@ -80,7 +112,7 @@ def recording_files(base: Path) -> list[str]:
     return sorted(found)
 
 
-def read_recording(path: Path) -> tuple[list[str], np.ndarray] | None:
+def read_recording(path: Path) -> Recording | None:
     """(channel names, (channels, steps) float64) of one file; None when it has no rows."""
     rows = [r for r in csv_rows(path) if any(v.strip() for v in r)]
     if not rows:

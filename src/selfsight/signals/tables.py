@@ -30,12 +30,14 @@ MISSING = ("", "nan", "na", "?")  # cells read as a missing value (NaN)
 
 class Table(NamedTuple):
     """What a reader gives :func:`selfsight.signals.data.as_signal_set`: the raw series, their
-    labels as text, their names (None: ``NAME/i``) and lines stating how the file was read."""
+    labels as text, their names (None: ``NAME/i``), lines stating how the file was read, and
+    the files it passed over as (path, reason) (a folder's broken recordings)."""
 
     series: Series
     labels: list[str] | None = None
     rows: list[str] | None = None
     notes: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 def csv_rows(path: Path) -> list[list[str]]:
