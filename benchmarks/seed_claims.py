@@ -14,8 +14,9 @@ k=20) and the linear probe of PROTOCOL.md on the final backbone. Arms: ``simclr`
 ``hierarchical``, its best variant at 240 s (one temperature, DetCo's fixed level weights);
 ``hierarchical_simclr_recipe``, the same with SimCLR's small-image recipe on every level;
 ``hierarchical_full`` (per-level temperatures, coarse-to-fine weights, important-sample
-sampling); ``globallocal`` (three networks, the intended gradients). A run whose result exists is
-kept, so the script can be stopped and started again.
+sampling); ``globallocal`` (three networks, the intended gradients); ``globallocal_t05``, the
+same at temperature 0.5. A run whose result exists is kept, so the script can be stopped and
+started again; ``--summarise`` trains nothing and summarises the results that exist.
 
     .venv/bin/python benchmarks/seed_claims.py --epochs 50 --seeds 0 1
 
@@ -53,6 +54,8 @@ ARMS: dict[str, tuple[str, list[str], float]] = {  # name: (method, --set option
     "hierarchical_simclr_recipe": ("hierarchical", SIMCLR_RECIPE, 0.0),
     "hierarchical_full": ("hierarchical", [], 0.25),
     "globallocal": ("globallocal", [], 0.0),
+    # The sharper temperature that scored best on the validation split (seed_claims_validation.py)
+    "globallocal_t05": ("globallocal", ["temperature=0.5"], 0.0),
 }
 
 
@@ -65,6 +68,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="ARM:KEY=VALUE",
                    help="an extra option for one arm, e.g. simclr:temperature=0.2")
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--summarise", action="store_true",
+                   help="train nothing: summarise the arms' seeds whose results exist")
     return p.parse_args()
 
 
@@ -194,7 +199,14 @@ def main() -> None:
     args = parse()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {arm: [run_arm(args, arm, seed, out) for seed in args.seeds] for arm in args.arms}
+    if args.summarise:
+        results = {arm: [json.loads((out / arm / f"seed{seed}.json").read_text())
+                         for seed in args.seeds if (out / arm / f"seed{seed}.json").is_file()]
+                   for arm in args.arms}
+        results = {arm: runs for arm, runs in results.items() if runs}
+    else:
+        results = {arm: [run_arm(args, arm, seed, out) for seed in args.seeds]
+                   for arm in args.arms}
     summary = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
                "cpu": cpu_facts(), "threads": torch.get_num_threads(),
