@@ -27,14 +27,7 @@ TINY_CNN = {"stem_stride": 2, "channels": (8, 16, 32, 64)}
 TINY_VIT = {"depth": 2, "embed_dim": 48, "num_heads": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two spinning threads per op make tiny
-    convolutions 50x slower (measured: 34 ms per call)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # one thread (conftest.one_thread)
 
 
 def make_run(path, name, size, options, seed=0):

@@ -27,14 +27,7 @@ from selfsight.segment.ncut import (
 from selfsight.segment.overlap import mask_iou
 from selfsight.segment.refine import guided_filter, upsample_masks
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """LOBPCG's many small products stall badly under thread oversubscription on a busy box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread_module")  # one thread (conftest.one_thread)
 
 
 def planted_features(labels: np.ndarray, dim: int = 16, noise: float = 0.05,

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 import selfsight
+from conftest import one_thread
 from selfsight.cli import main
 from selfsight.device import computing_at
 from selfsight.errors import UserError
@@ -35,14 +35,10 @@ def run(tmp_path_factory):
     windows = np.stack([normal[s:s + WINDOW] for s in range(0, len(normal) - WINDOW, 8)])
     np.save(root / "windows.npy", windows[:, None])
     np.save(root / "normal.npy", normal[None, None])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: a second thread only waits on the busy core
-    try:
+    with one_thread():  # tiny batches (conftest.one_thread)
         path = selfsight.pretrain(str(root / "windows.npy"), out=root / "run", max_steps=8,
                                   seed=0, precision="32-true", progress=False, batch_size=64,
                                   backbone_options={"channels": (16, 32, 32)})
-    finally:
-        torch.set_num_threads(threads)
     return root, path
 
 

@@ -7,11 +7,11 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.colors import to_rgb
 from PIL import Image
 
 import selfsight
+from conftest import one_thread
 from selfsight.backbones import load_backbone
 from selfsight.cli import main
 from selfsight.device import computing_at
@@ -49,15 +49,11 @@ def window_starts(steps: int, window: int, stride: int) -> list[int]:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("signal_drawings")
     np.save(root / "long.npy", recording(STEPS, 0)[None, None])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: a second thread only waits on the busy core
-    try:
+    with one_thread():  # tiny batches (conftest.one_thread)
         path = selfsight.pretrain(str(root / "long.npy"), out=root / "run", image_size=WINDOW,
                                   max_steps=3, seed=0, precision="32-true", progress=False,
                                   batch_size=32, backbone_options={"channels": (16, 32, 32)})
         yield root, path
-    finally:
-        torch.set_num_threads(threads)
 
 
 def colour_mask(pixels: np.ndarray, colour, tolerance: int = 40) -> np.ndarray:

@@ -4,7 +4,6 @@ reference, label efficiency runs both arms, and a run and data of different kind
 
 import numpy as np
 import pytest
-import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 import selfsight
@@ -45,14 +44,7 @@ def labelled(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batches of a few short series are too small to split; with two threads on two shared
-    cores a busy neighbour stalls every step (measured here: 30 times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread_module")  # one thread (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import normalize
 
 import selfsight
-from conftest import assert_reads_back
+from conftest import assert_reads_back, one_thread
 from selfsight.cli import main
 from selfsight.errors import UserError
 from selfsight.reports import mosaics
@@ -38,16 +37,12 @@ def explored(tmp_path_factory):
     x = np.stack(series)[order, None].astype(np.float32)
     y = np.array(labels)[order]
     np.savez(root / "waves.npz", X=x, y=y)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: a second thread only waits on the busy core
-    try:
+    with one_thread():  # tiny batches (conftest.one_thread)
         run = selfsight.pretrain(str(root / "waves.npz"), out=root / "run", max_steps=3,
                                  seed=0, precision="32-true", progress=False, batch_size=16,
                                  backbone_options={"channels": (16, 32, 32)})
         result = selfsight.explore(run, str(root / "waves.npz"), max_clusters=6, suggest=4,
                                    progress=False, precision="32-true")
-    finally:
-        torch.set_num_threads(threads)
     return root, run, result, y
 
 

@@ -23,12 +23,7 @@ TINY = {"resnet1d": {"channels": (16, 32, 32)}, "inceptiontime": {},
         "patchtst": {"dim": 32, "depth": 2, "heads": 2}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # one thread (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,7 @@ def ramps(count: int, seed: int, channels: int = 2) -> tuple[np.ndarray, np.ndar
     return x.astype(np.float32), labels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batches of a few short series are too small to split; two threads on two shared cores
-    only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread_module")  # one thread (conftest.one_thread)
 
 
 @pytest.fixture(scope="module")

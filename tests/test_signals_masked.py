@@ -24,12 +24,7 @@ TINY = {"resnet1d": {"channels": (8, 16)}, "inceptiontime": {},
         "patchtst": {"dim": 16, "depth": 1, "heads": 2, "patch": 6, "stride": 3}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # one thread (conftest.one_thread)
 
 
 def build(backbone: str, channels: int = 3, length: int = 50, **options):

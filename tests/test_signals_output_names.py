@@ -22,12 +22,7 @@ WINDOWS_REFUSES = re.compile(r'[<>:"/\\|?*\x00-\x1f]|[. ]$|^(CON|PRN|AUX|NUL|COM
                              re.IGNORECASE)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # one thread (conftest.one_thread)
 
 
 @pytest.mark.parametrize(("name", "stem"), [

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import selfsight
+from conftest import one_thread
 from selfsight.artifacts import BACKBONE, load_artifact
 from selfsight.cli import main
 from selfsight.signals.data import channel_stats, load_signal_splits
@@ -20,14 +20,10 @@ def run(tmp_path_factory):
     # a half-width ResNet keeps the test under 20 s on 2 cores.
     # One thread: batches of 32 short series are too small to split, and with two threads on
     # two shared cores a busy neighbour stalls every step (measured: 11 s here, 100 s with 2).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():  # tiny batches (conftest.one_thread)
         return selfsight.pretrain("uea:BasicMotions", out=out, max_steps=40, seed=0,
                                   precision="32-true", log_every=5, progress=False,
                                   backbone_options={"channels": (32, 64, 64)})
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_pretrain_writes_a_run_that_lowers_its_loss(run):

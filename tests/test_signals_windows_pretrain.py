@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import one_thread
 from selfsight.cli import main
 from selfsight.signals.data import SignalSet, load_signals
 from selfsight.signals.train import cut_recordings, training_split
@@ -59,9 +59,7 @@ def test_pretrain_then_anomaly_fit_and_score_one_recording(tmp_path, capsys):
     faulty = recording(1)
     faulty[700:740] += 1.5  # a level shift of 40 steps
     np.save(tmp_path / "faulty.npy", faulty[None, None])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: a second thread only waits on the busy core
-    try:
+    with one_thread():  # tiny batches (conftest.one_thread)
         assert main(["pretrain", str(tmp_path / "normal.npy"), "--out", str(tmp_path / "run"),
                      "--image-size", str(WINDOW), "--max-steps", "3", "--batch-size", "32",
                      "--precision", "32-true", "--no-progress",
@@ -78,8 +76,6 @@ def test_pretrain_then_anomaly_fit_and_score_one_recording(tmp_path, capsys):
         assert main(["anomaly", "score", str(tmp_path / "run" / "anomaly"),
                      str(tmp_path / "faulty.npy"), "--out", str(tmp_path / "scores"),
                      "--precision", "32-true"]) == 0
-    finally:
-        torch.set_num_threads(threads)
     scores = np.load(tmp_path / "scores" / "step_scores.npy")
     assert scores.shape == (1, STEPS) and np.isfinite(scores).all()
     assert 680 <= int(scores[0].argmax()) < 760  # the fault stands out of the recording
