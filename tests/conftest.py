@@ -59,3 +59,13 @@ def assert_reads_back(record: type, path) -> None:
 
     raw = json.loads(Path(path).read_text())
     assert list(record.load(path).to_json().items()) == list(raw.items())
+
+
+def moved_by_one_step(model, loss) -> set[str]:
+    """The names of ``model``'s parameters that one step of its own optimizer on ``loss``
+    changed (the method contract: a step must move what it trains)."""
+    optimizer = model.configure_optimizers()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss.backward()
+    optimizer.step()
+    return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

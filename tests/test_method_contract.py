@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import selfsight
+from conftest import moved_by_one_step
 from selfsight.api import backbone_config
 from selfsight.methods import get_method, list_methods
 
@@ -44,11 +45,7 @@ def test_method_contract(method, backbone, images):
     assert loss.ndim == 0 and torch.isfinite(loss), loss
     assert all(isinstance(v, float) for v in logs.values())
 
-    optimizer = model.configure_optimizers()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loss.backward()
-    optimizer.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed = moved_by_one_step(model, loss)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     with_grad = {n for n, p in model.named_parameters()
                  if p.grad is not None and p.grad.abs().sum() > 0}

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import selfsight
+from conftest import moved_by_one_step
 from selfsight.backbones import BackboneConfig, load_backbone
 from selfsight.errors import UserError
 from selfsight.methods import get_method
@@ -108,11 +109,7 @@ def test_method_contract_on_each_signal_backbone(backbone):
     loss, logs = model.compute_loss(model.make_views(torch.randn(8, 3, 50)))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(isinstance(v, float) for v in logs.values())
-    optimizer = model.configure_optimizers()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loss.backward()
-    optimizer.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed = moved_by_one_step(model, loss)
     assert any(n.startswith("backbone.") for n in changed) and "decoder.weight" in changed
 
 
