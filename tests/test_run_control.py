@@ -55,11 +55,13 @@ def run_with_slow_steps(tmp_path, data, monkeypatch, seconds: float, budget: flo
 
 def test_a_slow_step_does_not_overrun_the_time_budget(tmp_path, fmnist_small, monkeypatch):
     """Steps of 0.4 s against a 4 s budget: the run stops before a step would end past it
-    (checked only after each step, it ended up to a whole step late). The budget leaves room
-    for several steps also on a loaded machine, where each takes longer than its sleep."""
+    (checked only after each step, it ended up to a whole step late). The stop is a prediction
+    from the recent steps, so on a loaded machine the last step may run a little longer than
+    they did: a tenth of a step is allowed, far less than the whole step of the old rule. The
+    budget leaves room for several steps also where each takes longer than its sleep."""
     records = run_with_slow_steps(tmp_path, fmnist_small, monkeypatch, 0.4, 4.0)
     assert records[-1]["step"] >= 3
-    assert records[-1]["elapsed"] <= 4.0
+    assert records[-1]["elapsed"] <= 4.0 + 0.04
 
 
 def test_one_step_longer_than_half_the_budget_is_not_repeated(tmp_path, fmnist_small,
