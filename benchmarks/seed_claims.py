@@ -14,17 +14,19 @@ k=20) and the linear probe of PROTOCOL.md on the final backbone. Arms: ``simclr`
 ``hierarchical``, its best variant at 240 s (one temperature, DetCo's fixed level weights);
 ``hierarchical_simclr_recipe``, the same with SimCLR's small-image recipe on every level;
 ``hierarchical_full`` (per-level temperatures, coarse-to-fine weights, important-sample
-sampling); ``globallocal`` (three networks, the intended gradients); ``globallocal_t05``, the
-same at temperature 0.5. A run whose result exists is kept, so the script can be stopped and
+sampling); ``globallocal`` (three networks, the intended gradients); and each arm at the setting
+that scored best on a validation split of the training set (``simclr_t02``,
+``hierarchical_lr2``, ``globallocal_t05``; ``seed_claims_validation.py``), the last two compared
+with ``simclr_t02``. A run whose result exists is kept, so the script can be stopped and
 started again; ``--summarise`` trains nothing and summarises the results that exist.
 
     .venv/bin/python benchmarks/seed_claims.py --epochs 50 --seeds 0 1
 
 ``time_to_simclr``: the training time an arm's online-kNN curve (linearly interpolated) needs to
-reach the final online kNN of SimCLR's run with the same seed, over the time SimCLR needs for it,
-averaged over seeds; null when a seed never gets there. Time is the training process's CPU time
-(online kNN excluded): run with one thread, it is compute time that other work on the machine
-does not stretch; wall seconds are kept beside it.
+reach the final online kNN of its SimCLR arm's run with the same seed (``compared_with``), over
+the time that run needs for it, averaged over seeds; null when a seed never gets there. Time is
+the training process's CPU time (online kNN excluded): run with one thread, it is compute time
+that other work on the machine does not stretch; wall seconds are kept beside it.
 """
 
 from __future__ import annotations
@@ -54,9 +56,15 @@ ARMS: dict[str, tuple[str, list[str], float]] = {  # name: (method, --set option
     "hierarchical_simclr_recipe": ("hierarchical", SIMCLR_RECIPE, 0.0),
     "hierarchical_full": ("hierarchical", [], 0.25),
     "globallocal": ("globallocal", [], 0.0),
-    # The sharper temperature that scored best on the validation split (seed_claims_validation.py)
+    # Each arm's best setting on the validation split (seed_claims_validation.py): the softer
+    # temperature for SimCLR, twice the learning rate for the hierarchical method, the sharper
+    # temperature for global+local.
+    "simclr_t02": ("simclr", ["temperature=0.2"], 0.0),
+    "hierarchical_lr2": ("hierarchical", [*ONE_TEMPERATURE, "lr=2.0"], 0.0),
     "globallocal_t05": ("globallocal", ["temperature=0.5"], 0.0),
 }
+# Tuned arms are compared with tuned SimCLR; every other arm with SimCLR at its defaults.
+REFERENCE = {"hierarchical_lr2": "simclr_t02", "globallocal_t05": "simclr_t02"}
 
 
 def parse() -> argparse.Namespace:
@@ -134,15 +142,14 @@ def summarise(results: dict[str, list[dict]]) -> dict:
         return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
                 "values": [round(v, 4) for v in values]}
 
-    # Each seed is compared with SimCLR's run of the same seed (same machine, same conditions):
-    # the time to reach that run's final online kNN, over the time SimCLR took to reach it.
-    simclr = {r["seed"]: r for r in results.get("simclr", [])}
+    # Each seed is compared with its SimCLR arm's run of the same seed (same machine, same
+    # conditions): the time to reach that run's final online kNN, over the time it took.
+    by_seed = {arm: {r["seed"]: r for r in runs} for arm, runs in results.items()}
+    simclr = by_seed.get("simclr", {})
     target = float(np.mean([r["curve"][-1][2] for r in simclr.values()])) if simclr else None
-    simclr_seconds = (float(np.mean([r["seconds"] for r in simclr.values()])) if simclr
-                      else None)
 
-    def ratio(run: dict) -> float | None:
-        reference = simclr.get(run["seed"])
+    def ratio(run: dict, reference_arm: str) -> float | None:
+        reference = by_seed.get(reference_arm, {}).get(run["seed"])
         if reference is None:
             return None
         goal = reference["curve"][-1][2]
@@ -151,10 +158,15 @@ def summarise(results: dict[str, list[dict]]) -> dict:
 
     arms = {}
     for arm, runs in results.items():
-        reached = [t for t in map(ratio, runs) if t is not None]
+        reference_arm = REFERENCE.get(arm, "simclr")
+        references = by_seed.get(reference_arm, {})
+        reference_seconds = (float(np.mean([r["seconds"] for r in references.values()]))
+                             if references else None)
+        reached = [t for t in (ratio(r, reference_arm) for r in runs) if t is not None]
         arms[arm] = {
             "method": runs[0]["method"], "options": runs[0]["options"],
             "importance": runs[0]["importance"], "seeds": [r["seed"] for r in runs],
+            "compared_with": reference_arm,
             "epochs": float(np.mean([r["epochs"] for r in runs])),
             "seconds": spread([r["seconds"] for r in runs]),
             "images_per_sec": spread([r["images_per_sec"] for r in runs]),
@@ -162,8 +174,8 @@ def summarise(results: dict[str, list[dict]]) -> dict:
             "knn_k20": spread([r["knn_k20"] for r in runs]),
             "linear": spread([r["linear_top1"] for r in runs]),
             "final_online_knn": spread([r["curve"][-1][2] for r in runs]),
-            "online_knn_at_simclr_time": spread([knn_at(r["curve"], simclr_seconds)
-                                                 for r in runs]) if simclr_seconds else None,
+            "online_knn_at_simclr_time": spread([knn_at(r["curve"], reference_seconds)
+                                                 for r in runs]) if reference_seconds else None,
             "time_to_simclr": (round(float(np.mean(reached)), 3)
                                if len(reached) == len(runs) else None),
             "seeds_reaching_simclr": len(reached),

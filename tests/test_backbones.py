@@ -7,6 +7,7 @@ from torch import nn
 
 from selfsight.backbone_names import ALIASES, OPTIONS
 from selfsight.backbones import (
+    RECORDED,
     Backbone,
     BackboneConfig,
     alias_of,
@@ -172,7 +173,7 @@ def test_standardize_makes_every_path_blind_to_brightness_and_contrast(name, opt
 
 def test_every_backbone_option_is_listed_with_its_meaning():
     settable = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size",
-                                                          "model_kwargs"}
+                                                          "model_kwargs", *RECORDED}
     assert set(OPTIONS) == settable and all(OPTIONS.values())
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 import selfsight
 from conftest import one_thread
 from selfsight.backbones import load_backbone
+from selfsight.classify import run_signals
 from selfsight.cli import main
 from selfsight.device import computing_at
 from selfsight.reports.signal_anomaly import (
@@ -27,8 +28,6 @@ from selfsight.reports.style import ACCENT, MISMATCH, STYLE, WIDE, png_bytes
 from selfsight.results import SignalAnomalyScores
 from selfsight.run_folder import RunFolder
 from selfsight.signals.embed import signal_features
-from selfsight.signals.windows import FEW_RECORDINGS
-from selfsight.train.defaults import MIN_BATCH
 
 STEPS, WINDOW, PERIOD = 1200, 64, 32
 FAULT = slice(700, 740)
@@ -155,8 +154,8 @@ def test_explore_and_embed_take_one_long_recording_as_windows(run, capsys):
     assert main(["explore", str(path), data, "--precision", "32-true", "--no-progress"]) == 0
     starts = window_starts(STEPS, WINDOW, WINDOW // 4)
     said = capsys.readouterr().err
-    assert (f"1 long recording cut into {len(starts)} windows of the run's {WINDOW} steps, "
-            f"stride {WINDOW // 4}") in said
+    assert (f"1 recording of {STEPS:,} steps cut into {len(starts)} windows of {WINDOW} steps, "
+            f"stride {WINDOW // 4} (as pretrain cut the run's recordings)") in said
     with open(RunFolder(path).evaluation(data, "_clusters.csv")) as f:
         names = [row["file"] for row in csv.DictReader(f)]
     assert names == [f"long-train/0@{s}" for s in starts]
@@ -171,10 +170,9 @@ def test_explore_and_embed_take_one_long_recording_as_windows(run, capsys):
         expected = signal_features(backbone, np.stack([series[:, s:s + WINDOW]
                                                        for s in starts]))
     assert np.allclose(embedded, expected.numpy(), atol=1e-4)  # row i: the window at starts[i]
-
-
-def test_few_recordings_means_fewer_than_pretrainings_smallest_batch():
-    assert FEW_RECORDINGS == MIN_BATCH
+    # finetune --distill-epochs distils on the run's own recordings, as windows too
+    pile = run_signals(path, backbone.config)
+    assert pile.row_names() == [f"long-train/0@{s}" for s in starts]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 from conftest import one_thread
 from selfsight.cli import main
 from selfsight.signals.data import SignalSet, load_signals
-from selfsight.signals.train import cut_recordings, training_split
+from selfsight.signals.train import training_split
+from selfsight.signals.windows import cut_recordings
 
 STEPS, WINDOW, PERIOD = 1200, 64, 32
 
@@ -44,13 +45,36 @@ def test_windows_are_the_recordings_pieces_with_their_labels():
 def test_few_short_series_train_whole(tmp_path, capsys):
     rng = np.random.default_rng(1)
     np.save(tmp_path / "short.npy", rng.standard_normal((3, 1, 200)).astype(np.float32))
-    whole = training_split(str(tmp_path / "short.npy"), None, None)  # 200 < 2 x 128
-    assert whole.signals.shape == (3, 1, 200)
+    whole, windows = training_split(str(tmp_path / "short.npy"), None, None)  # 200 < 2 x 128
+    assert whole.signals.shape == (3, 1, 200) and not windows
     assert "cut into" not in capsys.readouterr().err
-    many = training_split(str(tmp_path / "short.npy"), 64, 2)  # a batch's worth: cropped
-    assert many.signals.shape == (3, 1, 64)
-    cut = training_split(str(tmp_path / "short.npy"), 64, None)  # fewer than a batch
+    many, windows = training_split(str(tmp_path / "short.npy"), 64, 2)  # a batch: cropped
+    assert many.signals.shape == (3, 1, 64) and not windows
+    assert np.array_equal(many.signals, whole.signals[:, :, :64])
+    assert "200 steps cropped to 64 (--image-size)" in capsys.readouterr().err
+    cut, windows = training_split(str(tmp_path / "short.npy"), 64, None)  # fewer than a batch
     assert cut.length == 64 and len(cut) == 3 * len(reference_windows(whole.signals[0], 64, 16))
+    assert windows
+
+
+def test_later_verbs_cut_windows_only_when_the_run_trained_on_them(tmp_path, capsys):
+    """The run records what it trained on: a run trained on many whole series takes one long
+    recording cropped to its length, as one row, not as windows."""
+    import selfsight
+
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "many.npy", rng.standard_normal((16, 1, WINDOW)).astype(np.float32))
+    np.save(tmp_path / "long.npy", recording(0)[None, None])
+    with one_thread():
+        run = selfsight.pretrain(str(tmp_path / "many.npy"), out=tmp_path / "run", max_steps=1,
+                                 batch_size=8, precision="32-true", progress=False,
+                                 backbone_options={"channels": (8, 8, 8)})
+        assert not json.loads((run / "backbone.json").read_text())["windows"]
+        capsys.readouterr()
+        summary = selfsight.embed(run, str(tmp_path / "long.npy"), tmp_path / "e.npy",
+                                  progress=False, precision="32-true")
+    assert summary.count == 1
+    assert f"{STEPS:,} steps cropped to {WINDOW} (the run's length)" in capsys.readouterr().err
 
 
 def test_pretrain_then_anomaly_fit_and_score_one_recording(tmp_path, capsys):
@@ -68,8 +92,8 @@ def test_pretrain_then_anomaly_fit_and_score_one_recording(tmp_path, capsys):
         said = capsys.readouterr().err
         assert (f"1 recording of {STEPS:,} steps cut into {windows} windows of {WINDOW} steps, "
                 f"stride {WINDOW // 4}") in said
-        assert json.loads((tmp_path / "run" / "backbone.json").read_text())["image_size"] \
-            == WINDOW  # the trained length: the window anomaly fit cuts
+        saved = json.loads((tmp_path / "run" / "backbone.json").read_text())
+        assert saved["image_size"] == WINDOW and saved["windows"]  # what anomaly fit cuts
         assert main(["anomaly", "fit", str(tmp_path / "run"), str(tmp_path / "normal.npy"),
                      "--precision", "32-true"]) == 0
         assert f"windows of {WINDOW} steps" in capsys.readouterr().err

@@ -55,6 +55,10 @@ def alias_of(config: dict[str, Any]) -> str | None:
     return None
 
 
+# Fields a run records about how it trained, not options one sets (--backbone-set).
+RECORDED = frozenset({"windows"})
+
+
 @dataclass
 class BackboneConfig:
     """Everything needed to rebuild the feature extractor, saved beside its weights."""
@@ -72,10 +76,14 @@ class BackboneConfig:
     # Each image to zero mean and unit variance over its pixels before the stem: features that
     # a global brightness or contrast change (lighting, exposure) cannot move.
     standardize: bool = False
+    # Signals only: trained on overlapping windows of image_size steps cut from a few long
+    # recordings, so every consumer cuts long series into the same windows (signals.windows).
+    windows: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.standardize, bool):  # "yes" would silently switch it on
-            raise UserError(f"standardize must be true or false, got {self.standardize!r}")
+        for flag in ("standardize", "windows"):  # "yes" would silently switch it on
+            if not isinstance(getattr(self, flag), bool):
+                raise UserError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
 
     @property
     def is_vit(self) -> bool:
@@ -91,7 +99,8 @@ def backbone_config(name: str, channels: int, image_size: int,
     """BackboneConfig fields from ``options`` where they match, every other key a timm kwarg."""
     check_backbone_name(name)
     name, options = resolve_alias(name, options)
-    own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"}
+    own = {f.name for f in fields(BackboneConfig)} - {"name", "in_chans", "image_size"} \
+        - RECORDED
     mine = {k: v for k, v in options.items() if k in own}
     timm_kwargs = {k: v for k, v in options.items() if k not in own}
     mean, std = default_stats(channels)

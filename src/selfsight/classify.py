@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from selfsight.artifacts import CLASSIFIER, load_artifact, load_weights, save_artifact
-from selfsight.backbones import load_backbone
+from selfsight.backbones import BackboneConfig, load_backbone
 from selfsight.data import load_eval_sets, load_every_image, run_images
 from selfsight.device import current_precision, default_device, runs_at_precision
 from selfsight.errors import UserError
@@ -37,6 +37,7 @@ from selfsight.signals.data import SignalSet, load_signals
 from selfsight.signals.embed import every_signal
 from selfsight.signals.evaluate import signal_eval_sets
 from selfsight.signals.names import is_signal_backbone, is_signal_source
+from selfsight.signals.windows import as_trained
 
 
 @runs_at_precision
@@ -76,7 +77,7 @@ def finetune(
     names += [str(i) for i in range(len(names), num_classes)]  # one name per output
     pile = None  # the unlabelled images to distil on, found before the slow part
     if recipe.distill_epochs > 0:
-        pile = run_signals(run, cfg.image_size) if signals else run_images(
+        pile = run_signals(run, cfg) if signals else run_images(
             run, cfg.image_size, cfg.in_chans, progress)
         if pile is None:
             raise UserError(f"{run}/config.yaml: the run's training images cannot be loaded "
@@ -103,14 +104,16 @@ def finetune(
     return FinetuneResult.from_json(meta)
 
 
-def run_signals(run: Path, length: int) -> SignalSet | None:
-    """The training split of the signals named in ``run/config.yaml`` at the trained length, or
-    None when they cannot be read again (an in-memory array, a moved file)."""
+def run_signals(run: Path, cfg: BackboneConfig) -> SignalSet | None:
+    """The training split of the signals named in ``run/config.yaml`` as the run trained on
+    them (at its length, or cut into its windows), or None when they cannot be read again (an
+    in-memory array, a moved file)."""
     data = RunFolder(run).read_config().get("data")
     if not is_signal_source(data):
         return None
     try:
-        return load_signals(data, "train", length, verbose=False)
+        return as_trained(load_signals(data, "train", verbose=False), cfg.image_size,
+                          cfg.windows)
     except (ValueError, OSError):
         return None
 

@@ -20,7 +20,7 @@ from selfsight.files import check_free_space, write_atomic
 from selfsight.results import FilesSummary
 from selfsight.signals.data import SignalSet, load_signal_splits
 from selfsight.signals.names import is_signal_backbone
-from selfsight.signals.windows import WINDOW_OVERLAP, cut_recordings, is_long, window_stride
+from selfsight.signals.windows import as_trained
 
 _ROOM = 1 << 20
 
@@ -50,36 +50,27 @@ def signal_features(backbone: Backbone, signals: np.ndarray, batch_size: int = 5
 
 def every_signal(data: Any, backbone: Backbone) -> SignalSet:
     """The training then the test split of ``data`` (the training split alone when there is no
-    test split) at the backbone's length, labels numbered by the training classes. A few long
-    recordings (:func:`selfsight.signals.windows.is_long`) come as the overlapping windows of
-    the trained length that ``pretrain`` cuts them into, rows named ``SERIES@START``, said in
-    one line; other series are cropped or padded to the trained length."""
+    test split) as the backbone takes them (:func:`selfsight.signals.windows.as_trained`),
+    labels numbered by the training classes: cut into the overlapping windows of the trained
+    length when the run trained on windows (rows named ``SERIES@START``), else cropped or padded
+    to the trained length; each change said in one line."""
     cfg = backbone.config
     if not is_signal_backbone(cfg.name):
         raise UserError(f"the {cfg.name} backbone is for images; {data} holds signals")
-    window = cfg.image_size
-    splits = _present(load_signal_splits(data, verbose=False, own_lengths=True))
+    splits = _present(load_signal_splits(data, own_lengths=True))
     splits[0].check_channels(cfg.in_chans, data)
-    long = is_long(len(splits[0]), splits[0].length, window)
-    if not long and any(s.length != window for s in splits):
-        splits = _present(load_signal_splits(data, length=window))  # again, cropped or padded
-    else:
-        for split in splits:  # what load_signals would have printed
-            for note in split.notes:
-                print(f"{_label(data)} ({split.name}): {note}", file=sys.stderr, flush=True)
-    if long:
-        count = sum(len(s) for s in splits)
-        splits = [cut_recordings(s, window) for s in splits]
-        print(f"{_label(data)}: {count} long recording{'s' * (count != 1)} cut into "
-              f"{sum(len(s) for s in splits):,} windows of the run's {window} steps, stride "
-              f"{window_stride(window, WINDOW_OVERLAP)}, as pretrain cuts them; rows named "
-              "RECORDING@START", file=sys.stderr, flush=True)
-    if len(splits) == 1:
-        return splits[0]
-    train, test = splits
-    labels = None if any(s.labels is None for s in splits) else np.concatenate(
-        [s.labels for s in splits])
-    return SignalSet(np.concatenate([s.signals for s in splits]), labels, train.classes,
+    why = "as pretrain cut the run's recordings" if cfg.windows else "the run's length"
+    shaped = [as_trained(s, cfg.image_size, cfg.windows, why) for s in splits]
+    for before, after in zip(splits, shaped, strict=True):
+        if after is not before:
+            print(f"{_label(data)} ({after.name}): {after.notes[-1]}", file=sys.stderr,
+                  flush=True)
+    if len(shaped) == 1:
+        return shaped[0]
+    train, test = shaped
+    labels = None if any(s.labels is None for s in shaped) else np.concatenate(
+        [s.labels for s in shaped])
+    return SignalSet(np.concatenate([s.signals for s in shaped]), labels, train.classes,
                      train.name.rsplit("-", 1)[0], train.skipped + test.skipped,
                      train.notes + test.notes, rows=train.row_names() + test.row_names())
 

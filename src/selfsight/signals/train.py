@@ -18,7 +18,7 @@ from selfsight.recipes import SMALL_IMAGE, recipe
 from selfsight.signals.data import SignalSet, channel_stats, load_signals
 from selfsight.signals.names import DEFAULT_SIGNAL_BACKBONE, SIGNAL_BACKBONES
 from selfsight.signals.views import SignalViewPipeline, signal_views
-from selfsight.signals.windows import cut_recordings, is_long
+from selfsight.signals.windows import as_trained, is_long
 from selfsight.train.defaults import CPU_BATCH, GPU_BATCH, MIN_BATCH, choose_epochs
 from selfsight.train.fit import TrainConfig, fit_and_save, with_resolved_precision
 from selfsight.train.run_start import start_run
@@ -54,22 +54,20 @@ def window_length(count: int, steps: int, length: int | None,
     return window if is_long(count, steps, window, batch_size or MIN_BATCH) else None
 
 
-def training_split(data: Any, length: int | None, batch_size: int | None) -> SignalSet:
-    """The training split as :func:`load_signals` gives it, or, for a few long recordings,
-    cut into windows (:func:`window_length`)."""
-    whole = load_signals(data, "train", verbose=False)  # own length: is it long enough to cut?
+def training_split(data: Any, length: int | None, batch_size: int | None
+                   ) -> tuple[SignalSet, bool]:
+    """The training split as :func:`load_signals` gives it (at ``length`` when given), or, for a
+    few long recordings, cut into windows (:func:`window_length`); and whether it was cut."""
+    whole = load_signals(data, "train")  # own length: is it long enough to cut?
     window = window_length(len(whole), whole.length, length, batch_size)
-    if window is None and length not in (None, whole.length):
-        return load_signals(data, "train", length)  # read again, cropped or padded to it
-    for note in whole.notes:  # what load_signals would have printed
-        print(f"{data if isinstance(data, (str, Path)) else 'array'} ({whole.name}): {note}",
-              file=sys.stderr, flush=True)
-    if window is None:
-        return whole
-    cut = cut_recordings(whole, window,
-                         why="too few series for a batch; --image-size sets the window")
-    print(cut.notes[-1], file=sys.stderr, flush=True)
-    return cut
+    if window is None and length is None:
+        return whole, False
+    shaped = as_trained(whole, window or length, window is not None,
+                        why="too few series for a batch; --image-size sets the window"
+                        if window else "--image-size")
+    if shaped is not whole:
+        print(shaped.notes[-1], file=sys.stderr, flush=True)
+    return shaped, window is not None
 
 
 def pretrain_signals(
@@ -108,13 +106,13 @@ def pretrain_signals(
     train_cfg, precision = with_resolved_precision(train_cfg)
     if train_cfg.knn_every:
         raise UserError("--knn-every is for images; evaluate signals after training")
-    signals = training_split(data, length, batch_size)
+    signals, windows = training_split(data, length, batch_size)
     train_cfg = replace(train_cfg, batch_size=signal_batch_size(batch_size, device,
                                                                 len(signals)))
     mean, std = channel_stats(signals)
     backbone_cfg = BackboneConfig(name=name, in_chans=signals.channels,
                                   image_size=signals.length, mean=mean, std=std,
-                                  model_kwargs=dict(backbone_options or {}))
+                                  windows=windows, model_kwargs=dict(backbone_options or {}))
     # A few hundred series and minutes of training are the small-image regime the recipes
     # were measured in (narrow heads, weight decay 1e-4), not ImageNet's.
     base = replace(method_cls.family_config(backbone_cfg),

@@ -2,9 +2,12 @@
 stitched back to one value per time step: the 1-D counterpart of the image tiles in
 :mod:`selfsight.anomaly.tiles`, whose start offsets it shares. ``pretrain`` trains on, and
 ``embed`` / ``explore`` embed, a few long recordings as the same windows
-(:func:`cut_recordings`)."""
+(:func:`cut_recordings`): ``pretrain`` decides (:func:`is_long`) and the backbone records it
+(``BackboneConfig.windows``), so every later verb cuts what the run was trained on."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,8 +16,6 @@ from selfsight.signals.data import SignalSet, fit_length
 
 WINDOW_OVERLAP = 0.75  # neighbours share 3/4: many windows from one recording, each new
 # window a shift of a quarter, which the views' random crops blur further
-FEW_RECORDINGS = 8  # fewer series than the smallest batch pretraining picks
-# (train.defaults.MIN_BATCH, which a test holds equal): embedded as windows when long
 
 
 def window_starts(steps: int, window: int, overlap: float) -> list[int]:
@@ -58,10 +59,24 @@ def window_stride(window: int, overlap: float) -> int:
     return max(1, round(window * (1 - overlap)))
 
 
-def is_long(count: int, steps: int, window: int, few: int = FEW_RECORDINGS) -> bool:
+def is_long(count: int, steps: int, window: int, few: int) -> bool:
     """Whether ``count`` series of ``steps`` are a few long recordings (fewer than ``few``, each
     at least two windows long), taken as windows rather than whole or cropped."""
     return count < few and steps >= 2 * window
+
+
+def as_trained(signals: SignalSet, window: int, windows: bool, why: str = "") -> SignalSet:
+    """``signals`` as a backbone trained at ``window`` steps takes them: cut into its windows
+    when it trained on windows (:func:`cut_recordings`), else cropped or padded to ``window``;
+    what was done is the last of ``notes`` (nothing added when nothing changed)."""
+    if windows:
+        return cut_recordings(signals, window, why=why)
+    if signals.length == window:
+        return signals
+    fitted = np.stack([fit_length(series, window) for series in signals.signals])
+    note = (f"{signals.length:,} steps {'cropped' if signals.length > window else 'padded'} to "
+            f"{window}" + (f" ({why})" if why else ""))
+    return replace(signals, signals=fitted, notes=[*signals.notes, note])
 
 
 def cut_recordings(signals: SignalSet, window: int, overlap: float = WINDOW_OVERLAP,
