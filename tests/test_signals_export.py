@@ -114,5 +114,5 @@ def test_drift_refuses_signals_of_other_channels_in_one_line(tmp_path, basic_mot
     train, test = basic_motions
     run = make_run(tmp_path / "run", "resnet1d", train)
     np.save(tmp_path / "one.npy", test.signals[:, :1])
-    with pytest.raises(UserError, match="1 channels, but the backbone was trained on 6"):
+    with pytest.raises(UserError, match="1 channel, but the backbone was trained on 6"):
         drift(run, "uea:BasicMotions", tmp_path / "one.npy", device="cpu")

@@ -78,8 +78,8 @@ class SignalSet:
         """One line naming ``where`` when a backbone trained on ``in_chans`` channels cannot
         take these series."""
         if self.channels != in_chans:
-            raise UserError(f"{where}: {self.channels} channels, but the backbone was trained on "
-                            f"{in_chans}")
+            raise UserError(f"{where}: {self.channels} channel{'s' * (self.channels != 1)}, "
+                            f"but the backbone was trained on {in_chans}")
 
     def row_names(self) -> list[str]:
         """``NAME-SPLIT/i``, as Fashion-MNIST rows are named (``fashion-mnist-train/i``)."""
