@@ -246,17 +246,14 @@ def explore(run: str | Path, data: Any, clusters: int | None = None, max_cluster
     backbone = load_backbone(run.root)
     cfg = backbone.config
     if is_signal_source(data) or is_signal_backbone(cfg.name):
-        from selfsight.signals.embed import every_signal, signal_features
+        from selfsight.signals.embed import every_signal
 
         images = every_signal(data, backbone)  # a SignalSet: labels, skipped, row_names()
-        started = time.perf_counter()
-        features = signal_features(backbone, images.signals,
-                                   device=default_device(device)).numpy()
     else:
         images = load_every_image(data, cfg.image_size, cfg.in_chans, progress)
-        started = time.perf_counter()
-        features = extract_features(backbone, images.images, device=default_device(device),
-                                    progress=progress).numpy()
+    started = time.perf_counter()
+    features = extract_features(backbone, images.images, device=default_device(device),
+                                progress=progress).numpy()
     result, rows = explore_features(features, clusters, max_clusters, labels=images.labels,
                                     progress=progress)
     result = {"run": str(run), "data": str(data), "images": len(images),

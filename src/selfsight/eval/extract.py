@@ -71,6 +71,7 @@ def non_finite_features(backbone: Backbone, device: torch.device, first: int,
     # Below 32 bits, activations overflow sooner; in 32 bits it takes huge weights (a diverged
     # run; NaN weights are refused when a backbone is loaded).
     advice = "; try --precision 32-true" if precision != "32-true" else ""
+    rows = "series" if is_signal_backbone(backbone.config.name) else "images"
     return UserError(f"the {backbone.config.name} backbone gives non-finite features (NaN/inf) "
-                     f"for images {first} to {last} at {precision} precision: its activations "
+                     f"for {rows} {first} to {last} at {precision} precision: its activations "
                      f"overflow{advice}")

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from selfsight.backbones import Backbone, load_backbone
-from selfsight.device import autocast, current_precision
+from selfsight.device import current_precision
 from selfsight.errors import UserError
+from selfsight.eval.extract import extract_features
 from selfsight.file_names import portable_name
 from selfsight.files import check_free_space, write_atomic
 from selfsight.results import FilesSummary
@@ -25,27 +25,14 @@ from selfsight.signals.windows import as_trained
 _ROOM = 1 << 20
 
 
-@torch.no_grad()
 def signal_features(backbone: Backbone, signals: np.ndarray, batch_size: int = 512,
-                    device: str | torch.device | None = None, normalize: bool = True
-                    ) -> torch.Tensor:
-    """(N, C, L) float -> (N, D) float32 features on the CPU; non-finite ones are an error."""
-    device = torch.device(device or next(backbone.parameters()).device)
-    was_training = backbone.training
-    backbone.eval().to(device)
-    chunks = []
-    try:
-        for start in range(0, len(signals), batch_size):
-            x = torch.from_numpy(np.asarray(signals[start:start + batch_size], np.float32))
-            with autocast(device):
-                feats = backbone(x.to(device)).float()
-            if not torch.isfinite(feats).all():
-                raise UserError(f"the {backbone.config.name} backbone gives non-finite features "
-                                f"for series {start} to {start + len(x) - 1}")
-            chunks.append(F.normalize(feats, dim=1) if normalize else feats)
-    finally:
-        backbone.train(was_training)
-    return torch.cat(chunks).cpu()
+                    device: str | torch.device | None = None, normalize: bool = True,
+                    progress: bool = False) -> torch.Tensor:
+    """(N, C, L) float -> (N, D) float32 features on the CPU
+    (:func:`selfsight.eval.extract.extract_features` on the (N, 1, L, C) view signals travel
+    as); non-finite ones are one UserError line."""
+    images = np.asarray(signals, np.float32)[:, :, None, :].transpose(0, 2, 3, 1)
+    return extract_features(backbone, images, batch_size, device, normalize, progress)
 
 
 def every_signal(data: Any, backbone: Backbone) -> SignalSet:
