@@ -65,3 +65,12 @@ def test_image_options_and_methods_on_signals_are_one_line(tmp_path, capsys):
     assert main(["pretrain", "uea:BasicMotions", "--backbone", "resnet18",
                  "--out", str(tmp_path / "r")]) == 2
     assert "on signals use one of" in capsys.readouterr().err
+
+
+def test_a_single_series_is_one_line_that_counts_series(tmp_path, capsys):
+    # one of the two rows is empty and skipped: one series cannot make a contrastive batch
+    (tmp_path / "one.csv").write_text("\n1,2,3,4\n")
+    assert main(["pretrain", str(tmp_path / "one.csv"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "1 series are fewer than one batch of 2; a batch needs at least 2" in err
+    assert "Traceback" not in err

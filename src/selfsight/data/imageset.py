@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ class ImageSet:
     classes: list[str] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     name: str = "arrays"
+    noun: ClassVar[str] = "images"  # what one row is, in messages
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:

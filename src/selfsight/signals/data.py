@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class SignalSet:
     labels: np.ndarray | None = None  # (N,) int64
     classes: list[str] | None = None
     name: str = "signals"
+    noun: ClassVar[str] = "series"  # what one row is, in messages
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[str] | None = None  # no per-row files (start_run's fingerprint reads this)

@@ -147,8 +147,9 @@ def fit(
         raise UserError(f"importance must be in [0, 1), got {cfg.importance}")
     steps_per_epoch = len(images) // (cfg.batch_size - round(cfg.importance * cfg.batch_size))
     if len(images) < cfg.batch_size:
-        raise UserError(f"{images.name}: {len(images)} images are fewer than one batch of "
-                        f"{cfg.batch_size}; lower --batch-size")
+        remedy = "lower --batch-size" if len(images) >= 2 else "a batch needs at least 2"
+        raise UserError(f"{images.name}: {len(images)} {images.noun} are fewer than one batch "
+                        f"of {cfg.batch_size}; {remedy}")
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     throughput = Throughput(cfg.batch_size)
     run = RunFolder(run_dir)
